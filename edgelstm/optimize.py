@@ -8,7 +8,7 @@
   automatic schedule and, where it differs, the alternatives (1 step per WHILE trip, fully
   unrolled for short fixed T);
 * ONNX: the fused ``LSTM`` (where exact) and the hoisted Scan composite, each float and
-  onnxruntime dynamic int8 (7-bit weights), and DynamicQuantizeLSTM with uint8 weights
+  onnxruntime dynamic int8 (pair-safe int8 weights), and DynamicQuantizeLSTM with uint8 weights
   (:mod:`edgelstm.lowering.onnx_u8`) or full-range int8 weights (accurate only on CPUs
   with VNNI).
 
@@ -61,6 +61,40 @@ class Candidate:
     p50_ms: float | None = None
     verdict: str = ""
     chosen: bool = False
+
+    def outputs(self, x: np.ndarray, batch: int | None, time_major: bool) -> np.ndarray:
+        """Run the built variant on batch-major ``x`` [N, T, I] in chunks of the model's
+        batch (zero padded), from zero state; float64 output, dequantized if integer."""
+        if self.data is None:
+            raise ValueError(f"{self.name}: not built")
+        runner = self._runner()
+        n = x.shape[0]
+        chunk = batch or n
+        ys = []
+        for start in range(0, n, chunk):
+            part = x[start : start + chunk]
+            if part.shape[0] < chunk:
+                pad = np.zeros((chunk - part.shape[0], *part.shape[1:]))
+                part = np.concatenate([part, pad])
+            part = part.astype(np.float32)
+            y = np.asarray(runner.run(part.transpose(1, 0, 2) if time_major else part)[0])
+            if y.dtype.kind in "iu":  # an integer-output model: dequantize with its own params
+                scale, zero_point = runner.output_quantization[0]
+                y = (y.astype(np.float64) - zero_point) * scale
+            y = y.astype(np.float64)
+            if time_major and y.ndim == 3:
+                y = y.transpose(1, 0, 2)
+            ys.append(y[: min(chunk, n - start)])
+        return np.concatenate(ys)
+
+    def _runner(self) -> Any:
+        if self.format == "onnx":
+            from edgelstm.runtime.ort import OrtRunner
+
+            return OrtRunner(self.data)
+        from edgelstm.runtime.litert import LiteRTRunner
+
+        return LiteRTRunner(self.data)
 
 
 @dataclass
@@ -197,8 +231,8 @@ def candidates(model: LSTMModel, target: str, options: CompileOptions) -> list[C
 def _ort_full_range(proto: Any) -> bytes:
     """onnxruntime ``quantize_dynamic`` with full 8-bit weights (its defaults).
 
-    edgelstm's own dynamic ONNX uses 7-bit weights so the file is accurate on every CPU;
-    full range is as fast and more accurate where the u8 x s8 kernels do not saturate
+    edgelstm's own dynamic ONNX bounds adjacent weight pairs so the file is accurate on every
+    CPU; full range is as fast and more accurate where the u8 x s8 kernels do not saturate
     (AVX-512 VNNI / AVX-VNNI), and saturates on plain AVX2: only measurement here decides.
     """
     import logging
@@ -217,38 +251,6 @@ def _ort_full_range(proto: Any) -> bytes:
         finally:
             root.setLevel(level)
         return dst.read_bytes()
-
-
-def _runner(c: Candidate) -> Any:
-    if c.format == "onnx":
-        from edgelstm.runtime.ort import OrtRunner
-
-        return OrtRunner(c.data)
-    from edgelstm.runtime.litert import LiteRTRunner
-
-    return LiteRTRunner(c.data)
-
-
-def _outputs(c: Candidate, x: np.ndarray, batch: int | None, time_major: bool) -> np.ndarray:
-    """Run batch-major ``x`` [N, T, I] in chunks of the model's batch, from zero state."""
-    runner = _runner(c)
-    n = x.shape[0]
-    chunk = batch or n
-    ys = []
-    for start in range(0, n, chunk):
-        part = x[start : start + chunk]
-        if part.shape[0] < chunk:
-            part = np.concatenate([part, np.zeros((chunk - part.shape[0], *part.shape[1:]))])
-        part = part.astype(np.float32)
-        y = np.asarray(runner.run(part.transpose(1, 0, 2) if time_major else part)[0])
-        if y.dtype.kind in "iu":  # an integer-output model: dequantize with its own params
-            scale, zero_point = runner.output_quantization[0]
-            y = (y.astype(np.float64) - zero_point) * scale
-        y = y.astype(np.float64)
-        if time_major and y.ndim == 3:
-            y = y.transpose(1, 0, 2)
-        ys.append(y[: min(chunk, n - start)])
-    return np.concatenate(ys)
 
 
 def _data(model: LSTMModel, options: CompileOptions, data: Any) -> tuple[np.ndarray, str]:
@@ -316,7 +318,7 @@ def optimize_latency(
     for c in cands:
         try:
             c.data = c.build()
-            y = _outputs(c, x, options.batch, time_major)
+            y = c.outputs(x, options.batch, time_major)
         except UnsupportedError as exc:
             c.verdict = f"refused: {exc.reason}"
             continue

@@ -421,3 +421,39 @@ def test_external_data(tmp_path):
     (tmp_path / "ext.bin").unlink()
     with pytest.raises(ModelFileError, match="external weights"):
         from_onnx(path)
+
+
+@pytest.mark.parametrize("dynamic_t", [False, True])
+def test_batch_of_one_reshape_glue_matches_onnxruntime(dynamic_t):
+    """With a batch of 1, [1, T, I] <-> [T, 1, I] is a Reshape (edgelstm and exporters emit
+    it instead of a Transpose): it must import as the batch-major layout it is."""
+    rng = np.random.default_rng(9)
+    names, inits = _lstm_params(rng, 1, I, peephole=True)
+    inits += [_init("to_tm", np.array([-1, 1, 0], np.int64)),
+              _init("to_bm", np.array([1, -1, 0], np.int64)),
+              _init("axis1", np.array([1], np.int64))]  # fmt: skip
+    nodes = [
+        helper.make_node("Reshape", ["X", "to_tm"], ["x_tm"]),
+        helper.make_node("LSTM", ["x_tm", *names], ["y4", "", ""], hidden_size=H),
+        helper.make_node("Squeeze", ["y4", "axis1"], ["y3"]),
+        helper.make_node("Reshape", ["y3", "to_bm"], ["Y"]),
+    ]
+    model = _model(nodes, inits, [], ["Y"], x_shape=(1, "T" if dynamic_t else T, I))
+    imported = from_onnx(model)
+    assert not imported.time_major
+    x = rng.standard_normal((1, T, I)).astype(np.float32)
+    want = _run_ort(model, {"X": x})["Y"]
+    assert np.abs(reference_model(imported, x).output - want).max() <= TOL
+
+
+def test_reshape_that_mixes_axes_is_refused():
+    rng = np.random.default_rng(10)
+    names, inits = _lstm_params(rng, 1, I)
+    inits.append(_init("flat", np.array([T, 1, I], np.int64)))
+    nodes = [  # with a batch of 2, [B, T, I] -> [T, 1, I] is no layout change
+        helper.make_node("Reshape", ["X", "flat"], ["x_tm"]),
+        helper.make_node("LSTM", ["x_tm", *names], ["Y", "", ""], hidden_size=H),
+    ]
+    model = _model(nodes, inits, [], ["Y"], x_shape=(B, T, I))
+    with pytest.raises(UnsupportedError, match="not a layout-only step"):
+        from_onnx(model)

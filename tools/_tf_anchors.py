@@ -1,4 +1,4 @@
-"""The TensorFlow side of the anchor benchmarks, shared by bench_anchors.py and bench_latency.py.
+"""The TensorFlow side of the anchor benchmarks, used by bench_anchors.py.
 
 The same Keras LSTM weights converted the ways a user could convert them today: the legacy
 tf-keras converter (fused op: float / hybrid / int8) and Keras 3's converter (WHILE graph:

@@ -203,6 +203,9 @@ class Graph:
                 return axes
             if len(shape) == keep + 1 < rank + 1 and shape[keep] in (-1, _size(merged, sizes)):
                 return [*axes[:keep], merged]
+            moved = _unit_axes_moved(axes, shape, sizes, bool(attrs.get("allowzero")))
+            if moved is not None:
+                return moved
         raise UnsupportedError(
             TARGET, f"{node.op_type} node {node.name!r} is not a layout-only step around an LSTM"
         )
@@ -237,6 +240,36 @@ def _constant(attr: Any) -> Any:
     if value.data_location == value.EXTERNAL:  # never read files named by a Constant node
         raise ValueError("a Constant node with external data")
     return numpy_helper.to_array(value)
+
+
+def _unit_axes_moved(
+    axes: Axes, shape: list[int], sizes: dict[str, int], allowzero: bool
+) -> Axes | None:
+    """A Reshape that only moves size-1 axes (e.g. [1, T, I] -> [T, 1, I] with a batch of 1,
+    which edgelstm emits instead of a Transpose) is that permutation; else None."""
+    dims = [_size(ax, sizes) for ax in axes]
+    if allowzero or len(shape) != len(axes) or shape.count(-1) > 1:
+        return None
+    out = [("copy", j) if v == 0 else v for j, v in enumerate(shape)]
+    units_in = [k for k, d in enumerate(dims) if d == 1]
+    units_out = [j for j, v in enumerate(out) if v == 1 or (v == ("copy", j) and dims[j] == 1)]
+    rest_in = [k for k in range(len(dims)) if k not in units_in]
+    rest_out = [j for j in range(len(out)) if j not in units_out]
+    if len(units_in) != len(units_out) or len(rest_in) != len(rest_out):
+        return None
+    result: list[tuple[str, ...]] = [()] * len(out)
+    for k, j in zip(rest_in, rest_out, strict=True):
+        v = out[j]
+        if isinstance(v, tuple):  # 0: input dim j copied
+            same = j == k or (dims[j] is not None and dims[j] == dims[k])
+        else:  # -1 (inferred: the one unknown) or an explicit size
+            same = v == -1 or (dims[k] is not None and v == dims[k])
+        if not same:
+            return None
+        result[j] = axes[k]
+    for k, j in zip(units_in, units_out, strict=True):
+        result[j] = axes[k]
+    return result
 
 
 def _size(axis: tuple[str, ...], sizes: dict[str, int]) -> int | None:

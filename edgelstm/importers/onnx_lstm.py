@@ -50,6 +50,10 @@ def from_onnx(obj: Any) -> LSTMModel:
     with ``Y`` re-aligned to input time (as ONNX defines it).
     """
     model, where = load_model(obj)
+    from edgelstm.onnx.reader import is_edgelstm_onnx, model_from_edgelstm_onnx
+
+    if is_edgelstm_onnx(model):  # our own file: its metadata names every weight
+        return model_from_edgelstm_onnx(model, where)
     g = Graph(model.graph, where)
     required = g.required()
     lstms = [n for n in required if n.op_type == "LSTM" and n.domain in ("", "ai.onnx")]
@@ -59,7 +63,9 @@ def from_onnx(obj: Any) -> LSTMModel:
     chain, input_glue, glue = _chain(g, lstms)
     infos = [_Lstm(g, n) for n in chain]
     # Where the graph input's axes land in the first X decides the model's layout.
-    got = g.trace_labels(input_glue, [("x0",), ("x1",), ("x2",)], {})
+    dims = g.static_dims((input_glue or chain)[0].input[0])
+    known = {f"x{k}": d for k, d in enumerate(dims or []) if d is not None}
+    got = g.trace_labels(input_glue, [("x0",), ("x1",), ("x2",)], known)
     if sorted(got) != [("x0",), ("x1",), ("x2",)] or got[2] != ("x2",):
         raise UnsupportedError(TARGET, f"the graph input reaches the first LSTM as axes {got}")
     time_major = infos[0].x_axes(("I",))[got.index(("x0",))] == ("T",)
@@ -71,9 +77,9 @@ def from_onnx(obj: Any) -> LSTMModel:
                 f"the nodes between LSTMs {prev.name!r} and {node.name!r} do not concatenate "
                 f"the directions into the next layer's features (axes {got})",
             )
-    outs = _outputs(g, infos[-1], time_major)
-    dims = g.static_dims((input_glue or chain)[0].input[0])
     seq_len = dims[0 if time_major else 1] if dims and len(dims) == 3 else None
+    batch = dims[1 if time_major else 0] if dims and len(dims) == 3 else None
+    outs = _outputs(g, infos[-1], time_major, batch)
     for info in infos:
         info.check_optional_inputs(seq_len)
     g.check_accounted(required)
@@ -117,9 +123,10 @@ def _chain(g: Graph, lstms: list[Any]) -> tuple[list[Any], list[Any], list[list[
     return chain, sources[id(heads[0])][2], glue
 
 
-def _outputs(g: Graph, last: _Lstm, time_major: bool) -> dict[str, str]:
+def _outputs(g: Graph, last: _Lstm, time_major: bool, batch: int | None) -> dict[str, str]:
     """Map graph outputs to the last LSTM's Y / Y_h / Y_c, checking any output glue."""
     outs: dict[str, str] = {}
+    sizes = last.sizes() | ({"B": batch} if batch else {})
     for name in g.outputs:
         node, k, glue = g.source(name)
         if node is not last.node:
@@ -137,7 +144,7 @@ def _outputs(g: Graph, last: _Lstm, time_major: bool) -> dict[str, str]:
             if any(n.op_type != "Identity" for n in glue):
                 raise UnsupportedError(TARGET, f"graph output {name!r}: Y_h/Y_c must be raw")
             continue
-        got = g.trace_labels(glue, last.y_axes(), last.sizes())
+        got = g.trace_labels(glue, last.y_axes(), sizes)
         seq = [("T",), ("B",)] if time_major else [("B",), ("T",)]
         if got == last.y_axes():  # raw Y: the same values, direction axis not merged
             if seq != [a for a in got if a in seq]:

@@ -116,6 +116,9 @@ def _metadata(model: LSTMModel, options: CompileOptions, choices: list[Choice]) 
                 "batch": options.batch,
                 "seq_len": options.seq_len,
                 "quantize": options.quantize,
+                "time_major": model.time_major
+                if options.time_major is None
+                else options.time_major,
             },
             sort_keys=True,
         ),
@@ -129,6 +132,7 @@ def _metadata(model: LSTMModel, options: CompileOptions, choices: list[Choice]) 
         h = hashlib.sha256(np.ascontiguousarray(model.head.kernel, "<f4").tobytes())
         h.update(np.ascontiguousarray(model.head.bias, "<f4").tobytes())
         props["edgelstm.head_digest"] = h.hexdigest()
+        props["edgelstm.head_activation"] = model.head.activation
     return props
 
 
@@ -169,7 +173,10 @@ def _sequence_lens_input(ctx: _Ctx, x_tm: str) -> None:
     gb = ctx.gb
     default = np.full((ctx.options.batch or 1,), INT32_MAX, np.int32)
     given = gb.add_default_input(names.SEQUENCE_LENS, [ctx.batch], default)
-    t32 = gb.op("Cast", [gb.op("Shape", [x_tm], start=0, end=1)], to=TensorProto.INT32)
+    if ctx.options.seq_len is not None:  # a fixed T: a constant, not Shape -> Cast
+        t32 = gb.const("seq_len", [ctx.options.seq_len], np.int32)
+    else:
+        t32 = gb.op("Cast", [gb.op("Shape", [x_tm], start=0, end=1)], to=TensorProto.INT32)
     if ctx.batch_1d is not None:  # default [1] broadcast to the batch
         given = gb.op("Expand", [given, ctx.batch_1d], hint="lens")
     ctx.lens = gb.op("Min", [given, t32], hint="lens")
@@ -214,6 +221,15 @@ def _layer(
     return (ys[0] if len(ys) == 1 else gb.op("Concat", ys, hint=f"{hint}.y", axis=2)), finals
 
 
+def _swap_time_batch(ctx: _Ctx, value: str, hint: str, to_time_major: bool) -> str:
+    """[B, T, F] <-> [T, B, F]. With a fixed batch of 1 the two layouts hold the same bytes,
+    so a Reshape (which onnxruntime runs without copying) replaces the Transpose."""
+    if ctx.options.batch == 1:
+        shape = [-1, 1, 0] if to_time_major else [1, -1, 0]
+        return ctx.gb.op("Reshape", [value, ctx.gb.ints("layout", shape)], hint=hint)
+    return ctx.gb.op("Transpose", [value], hint=hint, perm=[1, 0, 2])
+
+
 def _head(ctx: _Ctx, seq: str, last_finals: list[tuple[str, str]]) -> str:
     """Last step (if asked) and the dense head on the time-major output."""
     gb, model = ctx.gb, ctx.model
@@ -256,7 +272,7 @@ def _float_model(
             gb.claim(names.final_state(k, d, "c"))
     layout = [steps, ctx.batch] if time_major else [ctx.batch, steps]
     x = gb.add_input(names.INPUT, [*layout, model.n_input])
-    x_tm = x if time_major else gb.op("Transpose", [x], hint="x_tm", perm=[1, 0, 2])
+    x_tm = x if time_major else _swap_time_batch(ctx, x, "x_tm", to_time_major=True)
     if options.batch is None:
         ctx.batch_1d = gb.op("Shape", [x_tm], hint="batch", start=1, end=2)
     states = _state_inputs(ctx)
@@ -271,7 +287,7 @@ def _float_model(
     out = _head(ctx, seq, layer_finals[-1])
     if model.return_sequences:
         if not time_major:
-            out = gb.op("Transpose", [out], hint="y_bm", perm=[1, 0, 2])
+            out = _swap_time_batch(ctx, out, "y_bm", to_time_major=False)
         gb.add_output(out, names.OUTPUT, [*layout, model.n_output])
     else:
         gb.add_output(out, names.OUTPUT, [ctx.batch, model.n_output])
