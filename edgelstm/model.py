@@ -6,6 +6,7 @@ Importers return an :class:`LSTMModel`; emitters consume one. A single direction
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -110,6 +111,12 @@ class DenseHead:
     @property
     def units(self) -> int:
         return int(self.kernel.shape[0])
+
+    def digest(self) -> str:
+        """SHA-256 over kernel and bias (little-endian float32): identifies them in metadata."""
+        h = hashlib.sha256(np.ascontiguousarray(self.kernel, "<f4").tobytes())
+        h.update(np.ascontiguousarray(self.bias, "<f4").tobytes())
+        return h.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,6 @@ Per direction, the ``LSTM`` node is used whenever it computes the canonical cell
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -129,9 +128,7 @@ def _metadata(model: LSTMModel, options: CompileOptions, choices: list[Choice]) 
             props["edgelstm.folded_forget_bias"] = json.dumps(model.provenance[key], default=str)
             break
     if model.head is not None:
-        h = hashlib.sha256(np.ascontiguousarray(model.head.kernel, "<f4").tobytes())
-        h.update(np.ascontiguousarray(model.head.bias, "<f4").tobytes())
-        props["edgelstm.head_digest"] = h.hexdigest()
+        props["edgelstm.head_digest"] = model.head.digest()
         props["edgelstm.head_activation"] = model.head.activation
     return props
 

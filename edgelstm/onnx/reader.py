@@ -17,7 +17,6 @@ hybrid files: they are the int8 values, not the float ones that were exported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from edgelstm.errors import EdgeLSTMError, ModelFileError
 from edgelstm.gates import ORDERS, unstack, unstack_peephole
 from edgelstm.model import DenseHead, LSTMLayer, LSTMModel
+from edgelstm.onnx.weight_schemes import float_initializers
 from edgelstm.roles import present_weight_roles
 from edgelstm.spec import LSTMSpec
 from edgelstm.weights import LSTMWeights
@@ -64,7 +64,7 @@ def _read(proto: Any, where: str) -> LSTMModel:
     fused = {(e["layer"], e["direction"]): e["how"].startswith("fused")
              for e in json.loads(meta["edgelstm.emit"])}  # fmt: skip
     quantize = meta.get("edgelstm.quantize", options.get("quantize", "none"))
-    inits = _initializers(proto)
+    inits = float_initializers(proto)
     layers = []
     for k, entry in enumerate(layers_meta):
         specs = [LSTMSpec.from_dict(entry["forward"])]
@@ -107,32 +107,6 @@ def _read(proto: Any, where: str) -> LSTMModel:
         time_major=_time_major(proto, options),
         provenance=provenance,
     )
-
-
-def _initializers(proto: Any) -> dict[str, np.ndarray]:
-    """Every initializer as float32 in the float model's layout (int8 ones dequantized)."""
-    from onnx import numpy_helper
-
-    from edgelstm.onnx.weight_schemes import walk_graphs
-
-    raw = {
-        i.name: numpy_helper.to_array(i) for g in walk_graphs(proto.graph) for i in g.initializer
-    }
-    out = {name: v for name, v in raw.items() if v.dtype.kind == "f"}
-    for name, q in raw.items():
-        base = name.removesuffix("_quantized")
-        if base == name or f"{base}_scale" not in raw or f"{base}_zero_point" not in raw:
-            continue
-        scale = raw[f"{base}_scale"].astype(np.float64)
-        zero = raw[f"{base}_zero_point"].astype(np.float64)
-        values = q.astype(np.float64)
-        if q.ndim == 3:  # DynamicQuantizeLSTM: [D, K, 4H], scale [D] or [D, 4H]
-            shape = (q.shape[0], 1, -1 if scale.ndim == 2 else 1)
-            w = (values - zero.reshape(shape)) * scale.reshape(shape)
-            out[base] = w.transpose(0, 2, 1).astype(np.float32)
-        else:  # MatMul [K, N], scale scalar or [N]
-            out[base] = ((values - zero) * scale).astype(np.float32)
-    return out
 
 
 def _fused(inits: dict, spec: LSTMSpec, hint: str, d: int) -> dict[str, np.ndarray]:
@@ -195,9 +169,7 @@ def _head(proto: Any, inits: dict, meta: dict, where: str, exact: bool) -> Dense
             "computes (damaged file?); refusing"
         )
     head = DenseHead(kernel, bias, activation)
-    h = hashlib.sha256(np.ascontiguousarray(head.kernel, "<f4").tobytes())
-    h.update(np.ascontiguousarray(head.bias, "<f4").tobytes())
-    if exact and h.hexdigest() != meta["edgelstm.head_digest"]:
+    if exact and head.digest() != meta["edgelstm.head_digest"]:
         raise ModelFileError(f"{where}: the dense head differs from its recorded digest; refusing")
     return head
 

@@ -138,3 +138,27 @@ def requantize(quantized: onnx.ModelProto, floats: onnx.ModelProto, scheme: str)
         zp_init.CopyFrom(numpy_helper.from_array(zps, zp_init.name))
         done += 1
     return done
+
+
+def float_initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every initializer as float32 in the float model's layout, the inverse of
+    :func:`requantize`: ``<name>_quantized`` comes back as ``<name>``, (q - zero point) x
+    scale (an LSTM's [D, K, 4H] transposed back to [D, 4H, K])."""
+    raw = {
+        i.name: numpy_helper.to_array(i) for g in walk_graphs(proto.graph) for i in g.initializer
+    }
+    out = {name: v for name, v in raw.items() if v.dtype.kind == "f"}
+    for name, q in raw.items():
+        base = name.removesuffix("_quantized")
+        if base == name or f"{base}_scale" not in raw or f"{base}_zero_point" not in raw:
+            continue
+        scale = raw[f"{base}_scale"].astype(np.float64)
+        zero = raw[f"{base}_zero_point"].astype(np.float64)
+        values = q.astype(np.float64)
+        if q.ndim == 3:  # DynamicQuantizeLSTM: [D, K, 4H], scale [D] or [D, 4H]
+            shape = (q.shape[0], 1, -1 if scale.ndim == 2 else 1)
+            w = (values - zero.reshape(shape)) * scale.reshape(shape)
+            out[base] = w.transpose(0, 2, 1).astype(np.float32)
+        else:  # MatMul [K, N], scale scalar or [N]
+            out[base] = ((values - zero) * scale).astype(np.float32)
+    return out
