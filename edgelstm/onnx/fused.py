@@ -89,7 +89,7 @@ def emit_fused(
     else:
         y = gb.op("Transpose", [y], hint=f"{hint}.y", perm=[0, 2, 1, 3])
         y = gb.op("Reshape", [y, gb.ints("shape", [0, 0, 2 * hidden])], hint=f"{hint}.y")
-    if n_dir == 1:  # [1, B, H] -> [B, H]: Squeeze, which onnxruntime runs without a copy
+    if n_dir == 1:  # [1, B, H] -> [B, H]: a Squeeze, no data movement
         h = gb.op("Squeeze", [y_h, axis0], hint=f"{hint}.h")
         return y, [(h, gb.op("Squeeze", [y_c, axis0], hint=f"{hint}.c"))]
     finals = []
