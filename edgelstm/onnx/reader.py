@@ -111,8 +111,10 @@ def _read(proto: Any, where: str) -> LSTMModel:
 
 def _fused(inits: dict, spec: LSTMSpec, hint: str, d: int) -> dict[str, np.ndarray]:
     n = spec.n_cell
-    w, r, b = inits[f"{hint}.W"][d], inits[f"{hint}.R"][d], inits[f"{hint}.B"][d][: 4 * n]
-    tensors = unstack("onnx", w, r, b)  # B is [Wb, Rb]; the emitter's Rb is zero
+    w, r, b = inits[f"{hint}.W"][d], inits[f"{hint}.R"][d], inits[f"{hint}.B"][d]
+    if b.shape != (8 * n,) or np.any(b[4 * n :]):  # [Wb, Rb]: the emitter's Rb is zero
+        raise ModelFileError(f"{hint}.B: expected [Wb, 0] of {8 * n} values (damaged file?)")
+    tensors = unstack("onnx", w, r, b[: 4 * n])
     if spec.peephole:
         tensors |= unstack_peephole("onnx", inits[f"{hint}.P"][d])
     return _present(tensors, spec)
