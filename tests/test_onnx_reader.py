@@ -124,8 +124,9 @@ def test_edited_weights_are_refused():
 
 def test_damaged_metadata_is_a_model_file_error():
     model = LSTMModel.of(LSTMWeights.random(LSTMSpec(3, 4), seed=4))
+    deep = "[" * 100_000 + "]" * 100_000  # found by tools/fuzz_long.py: RecursionError
     for key, value in [("edgelstm.spec", "{not json"), ("edgelstm.spec", "[{}]"),
-                       ("edgelstm.emit", "[1]")]:  # fmt: skip
+                       ("edgelstm.emit", "[1]"), ("edgelstm.spec", deep)]:  # fmt: skip
         proto = to_onnx(model, CompileOptions(batch=1))
         entry = next(p for p in proto.metadata_props if p.key == key)
         entry.value = value

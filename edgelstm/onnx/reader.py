@@ -44,7 +44,7 @@ def model_from_edgelstm_onnx(proto: Any, where: str) -> LSTMModel:
         return _read(proto, where)
     except EdgeLSTMError:
         raise
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         raise ModelFileError(
             f"{where}: damaged edgelstm ONNX metadata or weights ({exc})"
         ) from None
