@@ -138,3 +138,17 @@ def test_onnx_uint8_weights_candidate():
     x = _data(2, 12)
     y = OrtRunner(data).run(x)[0]
     assert np.max(np.abs(y - reference_model(model, x).output)) <= 1e-2
+
+
+def test_a_speed_tie_goes_to_the_more_accurate_candidate():
+    """Same kernel, timing noise: the 2% "faster" full-range file must not win on a coin flip."""
+    from edgelstm.optimize import TIE_MARGIN, Candidate, choose
+
+    def cand(name, p50, error):
+        return Candidate(name, "onnx", "dynamic", lambda: b"", p50_ms=p50, error=error)
+
+    full, pair, u8 = cand("full", 0.360, 0.21), cand("pair", 0.367, 0.012), cand("u8", 0.55, 0.009)
+    assert choose([full, pair, u8]) is pair and pair.chosen and not full.chosen
+    slow = cand("slow", 0.360 * (1 + 2 * TIE_MARGIN), 0.001)
+    fast = cand("fast", 0.360, 0.02)
+    assert choose([slow, fast]) is fast  # beyond the margin, speed decides
