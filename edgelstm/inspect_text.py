@@ -60,6 +60,7 @@ def format_info(info: ModelInfo) -> str:
     ]
     if info.producer:
         lines.append(f"producer: {info.producer}")
+    lines.extend(f"warning: {w}" for w in info.warnings)
     for label, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(f"{label}:")
         lines.extend(_tensor_line(t.name, t) for t in tensors)

@@ -85,6 +85,8 @@ class ModelInfo:
     weight_bytes: int
     quantization: str
     """"float", "float16", "dynamic" (int8 weights, float activations), "int8" or "qdq"."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems the file will have on some runtime or CPU (e.g. int8 weights that saturate)."""
 
     @property
     def lstm_ops(self) -> list[OpInfo]:

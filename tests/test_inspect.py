@@ -149,3 +149,22 @@ def test_inspect_shows_odd_fields_of_damaged_files(tmp_path) -> None:
         assert needle in format_info(inspect_model(path)), name
     path.write_bytes(_tflite_edit(TFLITE_CRAFTED["metadata-model-not-an-object"][0]))
     assert inspect_model(path).provenance["digests"] == []
+
+
+def test_onnx_int8_weights_that_saturate_are_flagged(tmp_path):
+    """ORT's quantize_dynamic defaults (full-range int8) vs edgelstm's pair-safe weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, inspect_model, save_onnx
+    from edgelstm.options import CompileOptions
+
+    model = LSTMModel.of(LSTMWeights.random(LSTMSpec(16, 32), seed=0))
+    save_onnx(model, tmp_path / "f.onnx", CompileOptions(batch=1))
+    save_onnx(model, tmp_path / "ours.onnx", CompileOptions(batch=1, quantize="dynamic"))
+    quantize_dynamic(tmp_path / "f.onnx", tmp_path / "ort.onnx", weight_type=QuantType.QInt8)
+    ort_info, ours = inspect_model(tmp_path / "ort.onnx"), inspect_model(tmp_path / "ours.onnx")
+    assert ort_info.quantization == ours.quantization == "dynamic"
+    assert len(ort_info.warnings) == 1 and "saturate" in ort_info.warnings[0]
+    assert "layer0.W_quantized" in ort_info.warnings[0]
+    assert ours.warnings == [] and inspect_model(tmp_path / "f.onnx").warnings == []
+    assert "warning: int8 weights" in format_info(ort_info)
