@@ -483,35 +483,11 @@ def _onnx_info(path: Path, data: bytes, model: Any) -> ModelInfo:
     )
 
 
-_INT8_WEIGHT_SLOTS = {"DynamicQuantizeLSTM": (1, 2), "MatMulInteger": (1,),
-                      "DynamicQuantizeMatMul": (1,)}  # fmt: skip
-
-
 def _saturation_warnings(model: Any) -> list[str]:
-    """int8 weights whose adjacent pairs onnxruntime's u8 x s8 kernels would saturate on.
+    """int8 weights onnxruntime's u8 x s8 kernels would saturate on (x86 without VNNI)."""
+    from edgelstm.onnx.weight_schemes import PAIR_LIMIT, pair_sums
 
-    See :mod:`edgelstm.onnx.weight_schemes`: on x86 without VNNI a pair of products is added
-    in int16, so |q_k| + |q_k+1| must stay <= 128. ORT's ``quantize_dynamic`` defaults
-    (full-range int8) break it: measured max error 0.21 on a 256-unit LSTM on AVX2.
-    """
-    from onnx import numpy_helper
-
-    from edgelstm.onnx.weight_schemes import PAIR_LIMIT, max_pair_sum, walk_graphs
-
-    inits = {i.name: i for g in walk_graphs(model.graph) for i in g.initializer}
-    worst: dict[str, int] = {}
-    for g in walk_graphs(model.graph):
-        for node in g.node:
-            for j in _INT8_WEIGHT_SLOTS.get(node.op_type, ()):
-                name = node.input[j] if j < len(node.input) else ""
-                if name not in inits or name in worst:
-                    continue
-                try:
-                    q = numpy_helper.to_array(inits[name])
-                except Exception:  # noqa: BLE001 - a damaged tensor is reported elsewhere
-                    continue
-                if q.dtype.name == "int8" and q.ndim >= 2:
-                    worst[name] = max_pair_sum(q)
+    worst = pair_sums(model)
     bad = sorted(n for n, v in worst.items() if v > PAIR_LIMIT)
     if not bad:
         return []

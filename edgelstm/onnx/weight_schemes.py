@@ -162,3 +162,30 @@ def float_initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
         else:  # MatMul [K, N], scale scalar or [N]
             out[base] = ((values - zero) * scale).astype(np.float32)
     return out
+
+
+_INT8_WEIGHT_SLOTS = {
+    "DynamicQuantizeLSTM": (1, 2),
+    "MatMulInteger": (1,),
+    "DynamicQuantizeMatMul": (1,),
+}
+
+
+def pair_sums(proto: onnx.ModelProto) -> dict[str, int]:
+    """:func:`max_pair_sum` of every int8 weight an integer kernel reads (above
+    :data:`PAIR_LIMIT`: saturates on x86 without VNNI). Unreadable tensors are skipped."""
+    inits = {i.name: i for g in walk_graphs(proto.graph) for i in g.initializer}
+    sums: dict[str, int] = {}
+    for g in walk_graphs(proto.graph):
+        for node in g.node:
+            for j in _INT8_WEIGHT_SLOTS.get(node.op_type, ()):
+                name = node.input[j] if j < len(node.input) else ""
+                if name not in inits or name in sums:
+                    continue
+                try:
+                    q = numpy_helper.to_array(inits[name])
+                except Exception:  # noqa: BLE001 - a damaged tensor is reported elsewhere
+                    continue
+                if q.dtype == np.int8 and q.ndim >= 2:
+                    sums[name] = max_pair_sum(q)
+    return sums
