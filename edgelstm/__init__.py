@@ -17,43 +17,42 @@ from edgelstm.errors import (
     UnsupportedError,
     WeightsError,
 )
-from edgelstm.model import DenseHead, LSTMLayer, LSTMModel
-from edgelstm.npz import from_npz, save_npz
+from edgelstm.importers.npz import from_npz, save_npz
+from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
+from edgelstm.ir.roles import ROLES, Role
+from edgelstm.ir.spec import ACTIVATIONS, LSTMSpec
+from edgelstm.ir.weights import LSTMWeights
 from edgelstm.reference import ModelOutput, reference, reference_model
-from edgelstm.roles import ROLES, Role
-from edgelstm.spec import ACTIVATIONS, LSTMSpec
-from edgelstm.weights import LSTMWeights
 
 # Everything past the canonical core is loaded on first use (PEP 562), so `import edgelstm`
 # and the CLI's start-up stay light: the emitters pull in flatbuffers/onnx, the runners the
 # interpreters, the report matplotlib. Public name -> defining module.
 _LAZY: dict[str, str] = {
-    "BenchResult": "edgelstm.benchmark",
-    "bench": "edgelstm.benchmark",
+    "BenchResult": "edgelstm.measure.bench",
+    "bench": "edgelstm.measure.bench",
     "from_keras": "edgelstm.importers",
     "from_onnx": "edgelstm.importers",
     "from_tf_cell": "edgelstm.importers",
     "from_tf_checkpoint": "edgelstm.importers",
     "from_torch": "edgelstm.importers",
-    "ModelInfo": "edgelstm.inspection",
-    "inspect_model": "edgelstm.inspection",
-    "save_onnx": "edgelstm.onnx",
-    "to_onnx": "edgelstm.onnx",
-    "optimize_latency": "edgelstm.optimize",
-    "Report": "edgelstm.report",
-    "build_report": "edgelstm.report",
-    "write_report": "edgelstm.report",
+    "ModelInfo": "edgelstm.inspect.info",
+    "inspect_model": "edgelstm.inspect.info",
+    "save_onnx": "edgelstm.targets.onnx",
+    "to_onnx": "edgelstm.targets.onnx",
+    "optimize_latency": "edgelstm.measure.optimize",
+    "Report": "edgelstm.measure.report",
+    "build_report": "edgelstm.measure.report",
+    "write_report": "edgelstm.measure.report",
     "Runner": "edgelstm.runtime.select",
     "open_runner": "edgelstm.runtime.select",
-    "from_tflite": "edgelstm.tflite",
-    "save_tflite": "edgelstm.tflite",
-    "to_tflite": "edgelstm.tflite",
-    "VerifyResult": "edgelstm.verification",
-    "verify": "edgelstm.verification",
+    "from_tflite": "edgelstm.targets.tflite",
+    "save_tflite": "edgelstm.targets.tflite",
+    "to_tflite": "edgelstm.targets.tflite",
+    "VerifyResult": "edgelstm.measure.verify",
+    "verify": "edgelstm.measure.verify",
 }
 
 if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
-    from edgelstm.benchmark import BenchResult, bench
     from edgelstm.importers import (
         from_keras,
         from_onnx,
@@ -61,13 +60,14 @@ if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
         from_tf_checkpoint,
         from_torch,
     )
-    from edgelstm.inspection import ModelInfo, inspect_model
-    from edgelstm.onnx import save_onnx, to_onnx
-    from edgelstm.optimize import optimize_latency
-    from edgelstm.report import Report, build_report, write_report
+    from edgelstm.inspect.info import ModelInfo, inspect_model
+    from edgelstm.measure.bench import BenchResult, bench
+    from edgelstm.measure.optimize import optimize_latency
+    from edgelstm.measure.report import Report, build_report, write_report
+    from edgelstm.measure.verify import VerifyResult, verify
     from edgelstm.runtime.select import Runner, open_runner
-    from edgelstm.tflite import from_tflite, save_tflite, to_tflite
-    from edgelstm.verification import VerifyResult, verify
+    from edgelstm.targets.onnx import save_onnx, to_onnx
+    from edgelstm.targets.tflite import from_tflite, save_tflite, to_tflite
 
 
 def __getattr__(name: str) -> Any:
@@ -85,7 +85,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__version__ = "0.1.0"
+from edgelstm._version import __version__  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS",

@@ -2,6 +2,6 @@
 
 import sys
 
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 
 sys.exit(main())

@@ -28,7 +28,7 @@ class UnsupportedError(EdgeLSTMError):
         super().__init__(f"{target}: {reason}")
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        # Pickle as (target, reason): errors cross process boundaries (edgelstm._sandbox).
+        # Pickle as (target, reason): errors cross process boundaries (edgelstm.runtime.sandbox).
         return type(self), (self.target, self.reason)
 
 

@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from edgelstm.errors import InputDataError
-from edgelstm.model import LSTMModel
-from edgelstm.weights import LSTMWeights
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.weights import LSTMWeights
 
 LAYER_NORM_EPSILON = 1e-8
 

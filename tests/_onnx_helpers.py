@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgelstm.onnx import to_onnx
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime.ort import OrtRunner
+from edgelstm.targets.onnx import to_onnx
 
 TOL = 1e-5
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import numpy as np
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite import to_tflite
+from edgelstm.targets.tflite import to_tflite
 
 
 def seeded(*key: object) -> np.random.Generator:

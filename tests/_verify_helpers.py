@@ -1,7 +1,7 @@
 """Tiny compiled variants of one LSTM, shared by the verify / bench / inspect / report tests.
 
 Built with edgelstm's own emitters (milliseconds), so the tests exercise exactly what users
-run. The full-int8 variant exists only when :mod:`edgelstm.quantize` can emit it.
+run. The full-int8 variant exists only when :mod:`edgelstm.quant` can emit it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from edgelstm import LSTMSpec, LSTMWeights, save_npz
 from edgelstm.errors import EdgeLSTMError
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 SPEC = LSTMSpec(n_input=4, n_cell=12, peephole=True)
 """Peepholes but no clip: both TFLite and ONNX express it as one fused op."""
@@ -23,8 +23,8 @@ SEQ_LEN = 10
 
 def build_variants(root: Path) -> dict[str, Path | None]:
     """source.npz plus float / dynamic / int8 / time-major .tflite and float / dynamic .onnx."""
-    from edgelstm.onnx import save_onnx
-    from edgelstm.tflite import save_tflite
+    from edgelstm.targets.onnx import save_onnx
+    from edgelstm.targets.tflite import save_tflite
 
     weights = LSTMWeights.random(SPEC, seed=7)
     paths: dict[str, Path | None] = {"npz": root / "source.npz"}

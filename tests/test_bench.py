@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from _verify_helpers import SEQ_LEN, build_variants, cli, stderr_lines
 
-from edgelstm.benchmark import DEFAULT_SEQ_LEN, bench, format_results, peak_memory
-from edgelstm.cli import main
+from edgelstm.cli.main import main
+from edgelstm.measure.bench import DEFAULT_SEQ_LEN, bench, format_results, peak_memory
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +114,8 @@ def test_backend_choice_errors(variants):
 @pytest.mark.tf
 def test_tf_backend_matches_litert(variants):
     pytest.importorskip("tensorflow")
+    from edgelstm.measure.verify import run_model
     from edgelstm.runtime.select import open_runner
-    from edgelstm.verification import run_model
 
     x = np.random.default_rng(2).standard_normal((2, SEQ_LEN, 4)).astype("f4")
     with open_runner(variants["dynamic"], "tf") as a, open_runner(variants["dynamic"]) as b:

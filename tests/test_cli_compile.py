@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMSpec, LSTMWeights, save_npz
-from edgelstm.cli import main
-from edgelstm.commands._args import non_negative_int, positive_float, positive_int
+from edgelstm.cli.args import non_negative_int, positive_float, positive_int
+from edgelstm.cli.main import main
 from edgelstm.runtime import LiteRTRunner
 
 

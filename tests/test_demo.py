@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from edgelstm.cli import main
-from edgelstm.commands import COMMANDS
-from edgelstm.data import BUNDLED, bundled_path
-from edgelstm.demo import VARIANTS
+from edgelstm.cli.commands import COMMANDS
+from edgelstm.cli.main import main
+from edgelstm.demo.data import BUNDLED, bundled_path
+from edgelstm.demo.run import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "tf_keras", "torch")
@@ -26,7 +26,7 @@ NAMES = [v.name for v in VARIANTS]
 
 RUN_CLI = """
 import sys
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 rc = main(sys.argv[1:])
 heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))
 print('HEAVY=' + ','.join(heavy))
@@ -122,7 +122,7 @@ def test_bad_out_dir_exits_2(tmp_path, capsys, kind):
 
 
 def test_bundled_files_are_the_models_files():
-    """edgelstm/data/*.npz resolve to exactly models/*.npz (one copy, via symlinks)."""
+    """edgelstm/demo/data/*.npz resolve to exactly models/*.npz (one copy, via symlinks)."""
     for name in BUNDLED:
         path = bundled_path(name)
         assert path.is_file()

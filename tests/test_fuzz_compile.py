@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, reference_model
 from edgelstm.errors import SpecError, UnsupportedError
-from edgelstm.options import CompileOptions
-from edgelstm.spec import ACTIVATIONS
+from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.spec import ACTIVATIONS
 
 TFLITE_REFUSED = ("linear", "sigmoid")
-"""Cell activations the fused TFLite kernel cannot compute (edgelstm.tflite.lstm_op)."""
+"""Cell activations the fused TFLite kernel cannot compute (edgelstm.targets.tflite.lstm_op)."""
 REL_TOL = 1e-4
 """float32 runtimes vs the float64 reference, relative to max(1, |reference|)."""
 
@@ -160,8 +160,8 @@ def _assert_close(got: list[np.ndarray], want: list[np.ndarray], case: Case) -> 
 
 def check_onnx(case: Case) -> None:
     """Float ONNX: compiles (no float refusal exists) and matches the reference."""
-    from edgelstm.onnx import to_onnx
     from edgelstm.runtime.ort import OrtRunner
+    from edgelstm.targets.onnx import to_onnx
 
     proto = to_onnx(case.model, case.options)
     got = OrtRunner(proto.SerializeToString()).run(case.x)
@@ -179,7 +179,7 @@ def _tflite_refusal(model: LSTMModel) -> str | None:
 def check_tflite(case: Case) -> None:
     """Float TFLite: refused exactly for the documented activations, else matches."""
     from edgelstm.runtime.litert import LiteRTRunner
-    from edgelstm.tflite import to_tflite
+    from edgelstm.targets.tflite import to_tflite
 
     refused = _tflite_refusal(case.model)
     if refused is not None:
@@ -199,8 +199,8 @@ def _finite_and_shaped(got: list[np.ndarray], want: list[np.ndarray]) -> None:
 
 def check_onnx_dynamic(case: Case) -> None:
     """Dynamic-range int8 ONNX (accuracy is the quantization tests' job): runs, finite."""
-    from edgelstm.onnx import to_onnx
     from edgelstm.runtime.ort import OrtRunner
+    from edgelstm.targets.onnx import to_onnx
 
     got = OrtRunner(to_onnx(case.model, case.options).SerializeToString()).run(case.x)
     _finite_and_shaped(got, _expected(case, all_layers=True))
@@ -209,7 +209,7 @@ def check_onnx_dynamic(case: Case) -> None:
 def check_tflite_dynamic(case: Case) -> None:
     """Hybrid int8 TFLite: refused like float, else runs and stays finite."""
     from edgelstm.runtime.litert import LiteRTRunner
-    from edgelstm.tflite import to_tflite
+    from edgelstm.targets.tflite import to_tflite
 
     if _tflite_refusal(case.model) is not None:
         with pytest.raises(UnsupportedError):
@@ -237,8 +237,8 @@ def raw_options(draw: Any) -> dict[str, Any]:
 def check_options(raw: dict[str, Any]) -> None:
     """CompileOptions takes valid values and refuses the rest with SpecError; ONNX refuses
     int8 with its reason; a fixed batch/seq_len up to int32 max compiles to both targets."""
-    from edgelstm.onnx import to_onnx
-    from edgelstm.tflite import to_tflite
+    from edgelstm.targets.onnx import to_onnx
+    from edgelstm.targets.tflite import to_tflite
 
     try:
         options = CompileOptions(**raw)

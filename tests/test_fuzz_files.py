@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 
 from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights
 from edgelstm.errors import EdgeLSTMError
-from edgelstm.npz import from_npz, to_npz_arrays
-from edgelstm.options import CompileOptions
+from edgelstm.importers.npz import from_npz, to_npz_arrays
+from edgelstm.ir.options import CompileOptions
 
 # -- seed files --------------------------------------------------------------------------
 
@@ -61,8 +61,8 @@ def _models() -> dict[str, LSTMModel]:
 @functools.cache
 def seed_files() -> dict[str, bytes]:
     """Small valid files of every format the readers take (built once per process)."""
-    from edgelstm.onnx import to_onnx
-    from edgelstm.tflite import to_tflite
+    from edgelstm.targets.onnx import to_onnx
+    from edgelstm.targets.tflite import to_tflite
 
     files = {}
     for name, model in _models().items():
@@ -222,7 +222,7 @@ def _pb_layout(data: bytes) -> Layout:
 
 def _fb_layout(data: bytes) -> Layout:
     """Tables, vectors and strings of a .tflite flatbuffer (uint32 length prefixes)."""
-    from edgelstm.tflite._schema import schema
+    from edgelstm.targets.tflite.schema import schema
 
     bounds: set = {0, 4, 8, len(data)}
     lengths: list = []
@@ -357,14 +357,14 @@ def read_onnx(path: Path) -> Any:
 
 
 def read_tflite(path: Path) -> Any:
-    from edgelstm.tflite import from_tflite
+    from edgelstm.targets.tflite import from_tflite
 
     return from_tflite(path)
 
 
 def read_inspect(path: Path) -> Any:
     """What ``edgelstm inspect [--json]`` computes: the info, its text and its JSON."""
-    from edgelstm.inspection import format_info, inspect_model
+    from edgelstm.inspect.info import format_info, inspect_model
 
     info = inspect_model(path)
     format_info(info)
@@ -664,7 +664,7 @@ def check_inspect_onnx_edits(case: tuple[str, list[tuple]]) -> None:
 
 
 def _tflite_edit(m: Any, op: tuple) -> None:
-    from edgelstm.tflite._schema import schema
+    from edgelstm.targets.tflite.schema import schema
 
     if not m.subgraphs:  # an earlier "subgraphs" edit removed them all: nothing left to edit
         return
@@ -742,7 +742,7 @@ META_EDITS: tuple[Callable[[dict], Any], ...] = (
 
 
 def _tflite_metadata_edit(m: Any, v: int) -> None:
-    from edgelstm.tflite.metadata import METADATA_NAME
+    from edgelstm.targets.tflite.metadata import METADATA_NAME
 
     for entry in m.metadata or []:
         name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
@@ -794,7 +794,7 @@ tflite_edit_case = st.tuples(
 def _edited_tflite(case: tuple[str, list[tuple]]) -> bytes:
     import flatbuffers
 
-    from edgelstm.tflite._schema import FILE_IDENTIFIER, load_model
+    from edgelstm.targets.tflite.schema import FILE_IDENTIFIER, load_model
 
     name, ops = case
     m = load_model(seed_files()[f"{name}.tflite"])
@@ -819,7 +819,7 @@ def check_inspect_tflite_edits(case: tuple[str, list[tuple]]) -> None:
 def check_cli_compile(case: tuple[str, list[tuple], str]) -> None:
     from contextlib import redirect_stderr, redirect_stdout
 
-    from edgelstm.cli import main
+    from edgelstm.cli.main import main
 
     name, ops, out_suffix = case
     suffix = Path(name).suffix

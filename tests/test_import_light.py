@@ -21,7 +21,7 @@ print('HEAVY=' + ','.join(heavy))
     "body",
     [
         "import edgelstm",
-        "import edgelstm.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass",
+        "import edgelstm.cli.main as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass",
     ],
 )
 def test_no_heavy_framework_on_startup(body):

@@ -9,10 +9,10 @@ import sys
 import pytest
 from _verify_helpers import SPEC, build_variants, cli, stderr_lines
 
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 from edgelstm.errors import ModelFileError
-from edgelstm.inspection import TensorInfo, format_info, inspect_model
-from edgelstm.roles import ROLES
+from edgelstm.inspect.info import TensorInfo, format_info, inspect_model
+from edgelstm.ir.roles import ROLES
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_bad_file_cli_exit_2_one_line(tmp_path):
 
 CHECK = """
 import sys
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 code = main({argv!r})
 heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {{'tensorflow', 'torch', 'keras'}})
 print('HEAVY=' + ','.join(heavy), 'CODE=%d' % code)
@@ -120,7 +120,7 @@ def test_inspect_imports_no_framework(variants):
 
 
 def test_inspect_shows_odd_fields_of_damaged_files(tmp_path) -> None:
-    """Odd but readable fields are shown as such (see edgelstm.inspect_formats), not raised."""
+    """Odd but readable fields are shown as such (see edgelstm.inspect.formats), not raised."""
     from test_robustness_files import ONNX_CRAFTED, TFLITE_CRAFTED, _onnx_edit, _tflite_edit
 
     def onnx_init(name: str) -> TensorInfo:
@@ -156,7 +156,7 @@ def test_onnx_int8_weights_that_saturate_are_flagged(tmp_path):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, inspect_model, save_onnx
-    from edgelstm.options import CompileOptions
+    from edgelstm.ir.options import CompileOptions
 
     model = LSTMModel.of(LSTMWeights.random(LSTMSpec(16, 32), seed=0))
     save_onnx(model, tmp_path / "f.onnx", CompileOptions(batch=1))

@@ -21,7 +21,7 @@ from edgelstm import (
     from_npz,
     save_npz,
 )
-from edgelstm.npz import to_npz_arrays
+from edgelstm.importers.npz import to_npz_arrays
 
 
 def test_single_layer_keys_are_exactly_the_role_names(tmp_path):

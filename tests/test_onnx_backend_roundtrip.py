@@ -16,7 +16,7 @@ from _onnx_helpers import emit_checked, max_err, run
 from onnx import numpy_helper
 
 from edgelstm import UnsupportedError, from_onnx, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 RUNTIME_INPUTS = {"X", "initial_h", "initial_c"}
 EXPECTED_CASES = {

@@ -11,7 +11,7 @@ import onnx
 from _onnx_helpers import assert_matches, op_types, run
 
 from edgelstm import LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, reference_model, save_npz
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 
 EDGELSTM = Path(sys.executable).with_name("edgelstm")
 
@@ -60,7 +60,7 @@ def test_cli_error_exit_2_writes_nothing(tmp_path) -> None:
 
 def test_import_edgelstm_does_not_import_onnx() -> None:
     code = (
-        "import sys, edgelstm, edgelstm.onnx\n"
+        "import sys, edgelstm, edgelstm.targets.onnx\n"
         "print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,8 +16,8 @@ import pytest
 from _onnx_helpers import assert_matches, emit_checked, op_types, run
 
 from edgelstm import ACTIVATIONS, LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.onnx.params import fused_blocker
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.onnx.params import fused_blocker
 
 PROJECTIONS = [
     (False, False, 0.0),

@@ -20,9 +20,9 @@ from edgelstm import (
     save_onnx,
     to_onnx,
 )
-from edgelstm.onnx import OPSET, names
-from edgelstm.onnx.emit import plan
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.onnx import OPSET, names
+from edgelstm.targets.onnx.emit import plan
 
 FUSED = LSTMSpec(4, 5, peephole=True)
 COMPOSITE = LSTMSpec(4, 6, 3, projection=True, cell_clip=1.0)

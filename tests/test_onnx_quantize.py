@@ -7,7 +7,7 @@ import pytest
 from _onnx_helpers import emit_checked, max_err, op_types, run
 
 from edgelstm import LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, reference_model, to_onnx
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 DYNAMIC = CompileOptions(batch=1, quantize="dynamic")
 ERROR_BOUND = 0.03

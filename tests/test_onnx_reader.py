@@ -1,4 +1,4 @@
-"""edgelstm ONNX files read back (edgelstm.onnx.reader): bit-exact weights, every structure.
+"""edgelstm ONNX files read back (edgelstm.targets.onnx.reader): bit-exact weights, every structure.
 
 Oracle: the model that was exported. Weights must come back identical (the file's digests
 are checked too), and the float64 reference of the read model must equal the original's.
@@ -24,8 +24,8 @@ from edgelstm import (
     reference_model,
     to_onnx,
 )
-from edgelstm.onnx.reader import is_edgelstm_onnx
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.onnx.reader import is_edgelstm_onnx
 
 FEATURES = list(itertools.product([False, True], repeat=4))  # cifg, peephole, proj, ln
 
@@ -137,7 +137,7 @@ def test_damaged_metadata_is_a_model_file_error():
 def test_compile_an_edgelstm_composite_onnx_to_tflite(tmp_path):
     """A composite (Scan) ONNX file was a dead end before: now it is a source like any other."""
     from edgelstm import save_onnx
-    from edgelstm.sources import load_source
+    from edgelstm.importers.load import load_source
 
     spec = LSTMSpec(4, 6, 3, projection=True, cell_clip=1.0, layer_norm=True)
     model = LSTMModel.of(LSTMWeights.random(spec, seed=5))

@@ -16,14 +16,14 @@ from _onnx_helpers import run
 from onnx import TensorProto, helper, numpy_helper
 
 from edgelstm import UnsupportedError, from_npz, reference_model, to_onnx
-from edgelstm.onnx.weight_schemes import (
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.onnx.weight_schemes import (
     PAIR_LIMIT,
     max_pair_sum,
     pair_safe_int8,
     requantize,
     seven_bit_int8,
 )
-from edgelstm.options import CompileOptions
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, optimize_latency, reference_model, save_npz
-from edgelstm.cli import main
-from edgelstm.optimize import NoCandidateError, candidates
-from edgelstm.options import CompileOptions
+from edgelstm.cli.main import main
+from edgelstm.ir.options import CompileOptions
+from edgelstm.measure.optimize import NoCandidateError, candidates
 from edgelstm.runtime import LiteRTRunner
 from edgelstm.runtime.ort import OrtRunner
 
@@ -125,8 +125,8 @@ def test_cli_optimize_errors(model, tmp_path, capsys):
 def test_onnx_uint8_weights_candidate():
     import onnx
 
-    from edgelstm.lowering.onnx_u8 import to_onnx_uint8_weights
-    from edgelstm.model import LSTMLayer
+    from edgelstm.ir.model import LSTMLayer
+    from edgelstm.targets.onnx.u8 import to_onnx_uint8_weights
 
     w = [LSTMWeights.random(LSTMSpec(n_input=6, n_cell=16), seed=s) for s in (1, 2)]
     model = LSTMModel(layers=(LSTMLayer(w[0], w[1]),))
@@ -142,7 +142,7 @@ def test_onnx_uint8_weights_candidate():
 
 def test_a_speed_tie_goes_to_the_more_accurate_candidate():
     """Same kernel, timing noise: the 2% "faster" full-range file must not win on a coin flip."""
-    from edgelstm.optimize import TIE_MARGIN, Candidate, choose
+    from edgelstm.measure.optimize import TIE_MARGIN, Candidate, choose
 
     def cand(name, p50, error):
         return Candidate(name, "onnx", "dynamic", lambda: b"", p50_ms=p50, error=error)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from edgelstm import CalibrationError, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, reference
-from edgelstm.calibration_data import as_batches, load_calibration, validate_calibration
-from edgelstm.quantize import calibrate
-from edgelstm.quantize.estimators import Observer, estimate
+from edgelstm.measure.data import as_batches, load_calibration, validate_calibration
+from edgelstm.quant import calibrate
+from edgelstm.quant.estimators import Observer, estimate
 
 # -- loading -----------------------------------------------------------------------------------
 
@@ -60,8 +60,8 @@ def test_file_problems_are_calibration_errors(tmp_path, rng):
 
 
 def test_cli_compiles_int8(tmp_path, rng, capsys):
-    from edgelstm.cli import main
-    from edgelstm.npz import save_npz
+    from edgelstm.cli.main import main
+    from edgelstm.importers.npz import save_npz
 
     w = LSTMWeights.random(LSTMSpec(3, 8), seed=1)
     save_npz(w, tmp_path / "m.npz")

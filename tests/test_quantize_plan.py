@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, UnsupportedError
-from edgelstm.quantize import DEFAULT_ESTIMATORS, calibrate, plan_direction, quantize_model
-from edgelstm.quantize.plan import resolve_estimators
-from edgelstm.quantize.qparams import (
+from edgelstm.quant import DEFAULT_ESTIMATORS, calibrate, plan_direction, quantize_model
+from edgelstm.quant.plan import resolve_estimators
+from edgelstm.quant.qparams import (
     QuantParams,
     asymmetric_int8,
     cell_scale_exponent,
@@ -59,7 +59,7 @@ ALL = LSTMSpec(
     ids=lambda s: s.describe(),
 )
 def test_tensor_dtypes_and_scales(spec):
-    from edgelstm.roles import BY_NAME
+    from edgelstm.ir.roles import BY_NAME
 
     plan, _ = _plan(spec)
     for name, t in plan.tensors.items():
@@ -171,7 +171,7 @@ def test_refusals(spec, match, rng):
 
 def test_raw_peephole_projection_direction_is_refused():
     """Planned directly (no padding rewrite), the kernel's peephole bug case is refused."""
-    from edgelstm.quantize import check_spec
+    from edgelstm.quant import check_spec
 
     with pytest.raises(UnsupportedError, match="first n_output cells"):
         check_spec(LSTMSpec(4, 8, 4, peephole=True, projection=True))
@@ -179,7 +179,7 @@ def test_raw_peephole_projection_direction_is_refused():
 
 def test_padding_rewrite_is_exact(rng):
     from edgelstm import reference_model
-    from edgelstm.quantize.pad import pad_for_int8
+    from edgelstm.quant.pad import pad_for_int8
 
     spec = LSTMSpec(4, 8, 3, peephole=True, projection=True, projection_bias=True)
     fw, bw = LSTMWeights.random(spec, seed=1), LSTMWeights.random(spec, seed=2)

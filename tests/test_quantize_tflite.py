@@ -18,10 +18,10 @@ from edgelstm import (
     reference,
     reference_model,
 )
-from edgelstm.options import CompileOptions
-from edgelstm.quantize.evaluate import compile_int8, error_stats, evaluate_int8
-from edgelstm.roles import ROLES
-from edgelstm.tflite import to_tflite
+from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.roles import ROLES
+from edgelstm.measure.int8_error import compile_int8, error_stats, evaluate_int8
+from edgelstm.targets.tflite import to_tflite
 
 pytest.importorskip("ai_edge_litert")
 
@@ -139,14 +139,14 @@ def test_int8_io_interface():
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
     (s_in, z_in), (s_out, z_out) = inp["quantization"], out["quantization"]
-    from edgelstm.quantize import QuantParams
+    from edgelstm.quant import QuantParams
 
     q = QuantParams(s_in, z_in, "int8").quantize(xt)  # TFLite's QUANTIZE rounding
     it.set_tensor(inp["index"], q)
     it.invoke()
     y_int8_io = (it.get_tensor(out["index"]).astype(np.float64) - z_out) * s_out
     data, _ = compile_int8(w, xc)
-    from edgelstm.quantize.evaluate import run_tflite
+    from edgelstm.measure.int8_error import run_tflite
 
     # Same integers inside; DEQUANTIZE computes in float32.
     np.testing.assert_allclose(run_tflite(data, xt), y_int8_io, rtol=0, atol=1e-6)
@@ -269,7 +269,7 @@ def test_trained_japanese_vowels_models_keep_their_accuracy():
     from pathlib import Path
 
     from edgelstm import from_npz
-    from edgelstm.quantize.evaluate import run_tflite
+    from edgelstm.measure.int8_error import run_tflite
 
     root = Path(__file__).resolve().parent.parent / "models"
     data = np.load(root / "japanese_vowels.npz")

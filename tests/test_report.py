@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from _verify_helpers import build_variants
 
-from edgelstm.cli import main
-from edgelstm.report import build_report, write_report
+from edgelstm.cli.main import main
+from edgelstm.measure.report import build_report, write_report
 
 FIGURES = ("latency", "size", "error_per_step", "accuracy_vs_latency")
 CHROMIUM = next(

@@ -10,15 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 
 DIGESTS = r"""
 import hashlib, json, sys
 import numpy as np
 from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights
-from edgelstm.onnx import to_onnx
-from edgelstm.options import CompileOptions
-from edgelstm.tflite import to_tflite
+from edgelstm.targets.onnx import to_onnx
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.tflite import to_tflite
 
 w = LSTMWeights.random
 a = LSTMSpec(3, 5, 2, peephole=True, projection=True, cell_clip=3.0, proj_clip=0.75)

@@ -29,7 +29,7 @@ from edgelstm import (
     reference_model,
     save_npz,
 )
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 from edgelstm.errors import (
     CalibrationError,
     EdgeLSTMError,
@@ -39,26 +39,29 @@ from edgelstm.errors import (
     UnsupportedError,
     WeightsError,
 )
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = "errors roles spec weights model gates reference npz options sources _io cli _sandbox"
+CORE = (
+    "errors reference _io ir/roles ir/spec ir/weights ir/model ir/gate_orders ir/options "
+    "importers/npz importers/load cli/main runtime/sandbox"
+)
 FINISHED = [
     *(f"edgelstm/{m}.py" for m in CORE.split()),
-    "edgelstm/commands/__init__.py",
-    "edgelstm/commands/compile.py",
+    "edgelstm/cli/commands.py",
+    "edgelstm/cli/compile.py",
     "edgelstm/importers/tf_cell.py",
     "edgelstm/importers/keras.py",
     "edgelstm/runtime/ort.py",
-    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "edgelstm/onnx").glob("*.py")),
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "edgelstm/targets/onnx").glob("*.py")),
 ]
 ALLOWED_BUILTIN_RAISES = {
     # internal invariants, unreachable from user input (programming errors)
-    ("edgelstm/roles.py", "KeyError"),  # gate_role(kind, gate) with a gate name typo
-    ("edgelstm/onnx/builder.py", "ValueError"),  # duplicate graph name inside the emitter
-    ("edgelstm/onnx/fused.py", "ValueError"),  # emit_fused called with a bad direction set
-    ("edgelstm/_sandbox.py", "TypeError"),  # run_isolated(unpicklable fn): caller's bug
-    ("edgelstm/_sandbox.py", "RuntimeError"),  # child's result/exception not picklable
+    ("edgelstm/ir/roles.py", "KeyError"),  # gate_role(kind, gate) with a gate name typo
+    ("edgelstm/targets/onnx/builder.py", "ValueError"),  # duplicate graph name inside the emitter
+    ("edgelstm/targets/onnx/fused.py", "ValueError"),  # emit_fused called with a bad direction set
+    ("edgelstm/runtime/sandbox.py", "TypeError"),  # run_isolated(unpicklable fn): caller's bug
+    ("edgelstm/runtime/sandbox.py", "RuntimeError"),  # child's result/exception not picklable
 }
 BUILTIN_ERRORS = {
     "ValueError",
@@ -291,17 +294,17 @@ BAD_INPUTS: dict[str, tuple[Callable[[], Any], type[EdgeLSTMError], tuple[str, .
     "options-seq-float": (lambda: CompileOptions(seq_len=2.0), SpecError, ("seq_len", "2.0")),
     "options-quantize": (lambda: CompileOptions(quantize="int4"), SpecError, ("'int4'",)),
     "to-onnx-options-dict": (
-        lambda: __import__("edgelstm.onnx", fromlist=["x"]).to_onnx(W, {"batch": 1}),
+        lambda: __import__("edgelstm.targets.onnx", fromlist=["x"]).to_onnx(W, {"batch": 1}),
         SpecError,
         ("CompileOptions", "dict"),
     ),
     "to-onnx-recurrence": (
-        lambda: __import__("edgelstm.onnx", fromlist=["x"]).to_onnx(W, recurrence="while"),
+        lambda: __import__("edgelstm.targets.onnx", fromlist=["x"]).to_onnx(W, recurrence="while"),
         SpecError,
         ("recurrence", "'while'"),
     ),
     "to-onnx-not-a-model": (
-        lambda: __import__("edgelstm.onnx", fromlist=["x"]).to_onnx("m.npz"),
+        lambda: __import__("edgelstm.targets.onnx", fromlist=["x"]).to_onnx("m.npz"),
         SpecError,
         ("LSTMWeights or LSTMModel", "str"),
     ),
@@ -362,7 +365,7 @@ def test_bad_api_input(name) -> None:
 
 @pytest.mark.parametrize("activation", ["linear", "sigmoid"])
 def test_tflite_refuses_activation(tmp_path, capsys, activation) -> None:
-    from edgelstm.tflite import to_tflite
+    from edgelstm.targets.tflite import to_tflite
 
     w = W.replace(activation=activation)
     second = LSTMWeights.random(LSTMSpec(4, 4, activation=activation))
@@ -383,7 +386,7 @@ def test_tflite_refuses_activation(tmp_path, capsys, activation) -> None:
 
 
 def test_onnx_refuses_static_int8(tmp_path, capsys) -> None:
-    from edgelstm.onnx import to_onnx
+    from edgelstm.targets.onnx import to_onnx
 
     with pytest.raises(UnsupportedError) as info:
         to_onnx(W, CompileOptions(quantize="int8"))
@@ -397,7 +400,7 @@ def test_onnx_refuses_static_int8(tmp_path, capsys) -> None:
 
 
 def test_cli_folds_multi_line_messages_into_one_line(capsys, monkeypatch) -> None:
-    from edgelstm.commands import compile as compile_command
+    from edgelstm.cli import compile as compile_command
 
     def run(args):
         raise ModelFileError("m.onnx: onnxruntime said:\n  line two\n\n  line three")
@@ -409,7 +412,7 @@ def test_cli_folds_multi_line_messages_into_one_line(capsys, monkeypatch) -> Non
 
 
 def test_cli_out_of_memory_is_one_line(capsys, monkeypatch) -> None:
-    from edgelstm.commands import compile as compile_command
+    from edgelstm.cli import compile as compile_command
 
     def run(args):
         raise MemoryError

@@ -37,9 +37,9 @@ from test_fuzz_files import (
 )
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 from edgelstm.errors import EdgeLSTMError, ModelFileError
-from edgelstm.sources import load_source
+from edgelstm.importers.load import load_source
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGELSTM = Path(sys.executable).with_name("edgelstm")
@@ -368,7 +368,7 @@ def test_keras_lambda_layer_is_never_executed(tmp_path) -> None:
 def _tflite_edit(edit: Callable[[Any], None], name: str = "single") -> bytes:
     import flatbuffers
 
-    from edgelstm.tflite._schema import FILE_IDENTIFIER, load_model
+    from edgelstm.targets.tflite.schema import FILE_IDENTIFIER, load_model
 
     m = load_model(seed_files()[f"{name}.tflite"])
     edit(m)
@@ -580,7 +580,7 @@ def test_inspect_and_verify_bad_model_files(tmp_path, capsys, command, suffix, k
 def test_bad_data_and_calibration_files(tmp_path, capsys) -> None:
     """Input data (verify --data) and calibration (compile --calibration) files too."""
     from edgelstm import save_npz
-    from edgelstm.tflite import save_tflite
+    from edgelstm.targets.tflite import save_tflite
 
     w = LSTMWeights.random(LSTMSpec(3, 4), seed=0)
     src, model = tmp_path / "w.npz", tmp_path / "w.tflite"

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 F32_MAX = float(np.finfo(np.float32).max)
 REL_TOL = 1e-4
@@ -53,13 +53,13 @@ def _run(model: LSTMModel, x: np.ndarray, target: str) -> tuple[np.ndarray, np.n
     """(output y, final c of the only direction) from the real interpreter, dynamic shapes."""
     options = CompileOptions(batch=None)
     if target == "onnx":
-        from edgelstm.onnx import to_onnx
         from edgelstm.runtime.ort import OrtRunner
+        from edgelstm.targets.onnx import to_onnx
 
         y, _, c = OrtRunner(to_onnx(model, options).SerializeToString()).run(x)
     else:
         from edgelstm.runtime.litert import LiteRTRunner
-        from edgelstm.tflite import to_tflite
+        from edgelstm.targets.tflite import to_tflite
 
         y, _, c = LiteRTRunner(to_tflite(model, options)).run(x)
     return y, c

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMSpec, LSTMWeights, save_npz
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 from edgelstm.errors import ModelFileError
-from edgelstm.onnx import save_onnx
-from edgelstm.tflite import save_tflite
+from edgelstm.targets.onnx import save_onnx
+from edgelstm.targets.tflite import save_tflite
 
 W = LSTMWeights.random(LSTMSpec(3, 4, peephole=True), seed=3)
 SAVERS = {"npz": save_npz, "onnx": save_onnx, "tflite": save_tflite}

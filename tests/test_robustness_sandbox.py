@@ -1,4 +1,4 @@
-"""edgelstm._sandbox.run_isolated: a native crash or hang in a child becomes a ModelFileError.
+"""run_isolated: a native crash or hang in a child becomes a ModelFileError.
 
 The children here crash on purpose (SIGSEGV by os.kill and by a ctypes null dereference,
 SIGABRT by os.abort), hang, exit without answering, or load a real adversarial .tflite that
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMSpec, LSTMWeights
-from edgelstm._sandbox import run_isolated
 from edgelstm.errors import EdgeLSTMError, ModelFileError, UnsupportedError
+from edgelstm.runtime.sandbox import run_isolated
 
 EDGELSTM = Path(sys.executable).with_name("edgelstm")
 
@@ -172,9 +172,9 @@ def segfaulting_tflite(path: Path) -> Path:
     accepts it at allocate_tensors() and dereferences a null bias in invoke()."""
     import flatbuffers
 
-    from edgelstm.roles import role
-    from edgelstm.tflite import to_tflite
-    from edgelstm.tflite._schema import FILE_IDENTIFIER, load_model
+    from edgelstm.ir.roles import role
+    from edgelstm.targets.tflite import to_tflite
+    from edgelstm.targets.tflite.schema import FILE_IDENTIFIER, load_model
 
     weights = LSTMWeights.random(LSTMSpec(3, 4), seed=0)
     model = load_model(to_tflite(weights))
@@ -197,7 +197,7 @@ def test_real_segfaulting_file_is_contained(tmp_path) -> None:
 
 
 def test_good_file_runs_in_the_sandbox(tmp_path) -> None:
-    from edgelstm.tflite import save_tflite
+    from edgelstm.targets.tflite import save_tflite
 
     path = tmp_path / "good.tflite"
     save_tflite(LSTMWeights.random(LSTMSpec(3, 4), seed=0), path)
@@ -223,7 +223,7 @@ def test_cli_survives_an_interpreter_crash(tmp_path, command) -> None:
 
 def test_inspect_reads_the_crashing_file_without_an_interpreter(tmp_path, capsys) -> None:
     """inspect parses with the flatbuffer schema only: safe on the same file."""
-    from edgelstm.cli import main
+    from edgelstm.cli.main import main
 
     path = segfaulting_tflite(tmp_path / "evil.tflite")
     assert main(["inspect", str(path)]) == 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite import to_tflite
+from edgelstm.targets.tflite import to_tflite
 
 
 def _int8_io_model():

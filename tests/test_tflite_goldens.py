@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMWeights, reference, save_npz
-from edgelstm.cli import main
-from edgelstm.roles import BY_NAME
+from edgelstm.cli.main import main
+from edgelstm.ir.roles import BY_NAME
 from edgelstm.runtime import LiteRTRunner
 
 DATA = Path(__file__).parent / "data" / "tflite_kernel_goldens.json"

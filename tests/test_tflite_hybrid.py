@@ -14,13 +14,13 @@ import pytest
 from _tflite_helpers import seeded
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.options import CompileOptions
-from edgelstm.roles import BY_NAME
+from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.roles import BY_NAME
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite import to_tflite
-from edgelstm.tflite._schema import TensorType, load_model
-from edgelstm.tflite.hybrid import QUANTIZED_KINDS, quantize_symmetric
-from edgelstm.tflite.reader import model_from_bytes
+from edgelstm.targets.tflite import to_tflite
+from edgelstm.targets.tflite.hybrid import QUANTIZED_KINDS, quantize_symmetric
+from edgelstm.targets.tflite.reader import model_from_bytes
+from edgelstm.targets.tflite.schema import TensorType, load_model
 
 HYBRID = CompileOptions(batch=None, quantize="dynamic")
 BOUND = 0.03

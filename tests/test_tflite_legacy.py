@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edgelstm import from_tflite, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite import to_tflite
+from edgelstm.targets.tflite import to_tflite
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

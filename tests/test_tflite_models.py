@@ -12,11 +12,11 @@ import pytest
 from _tflite_helpers import compare, random_states, seeded
 
 from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite import save_tflite, to_tflite
-from edgelstm.tflite._schema import BuiltinOperator, TensorType, load_model
-from edgelstm.tflite.reader import read_metadata
+from edgelstm.targets.tflite import save_tflite, to_tflite
+from edgelstm.targets.tflite.reader import read_metadata
+from edgelstm.targets.tflite.schema import BuiltinOperator, TensorType, load_model
 
 TOL = 1e-5
 
@@ -275,12 +275,12 @@ def test_refused_activations(activation, tmp_path):
 def test_int8_is_delegated_to_the_quantizer(monkeypatch):
     import sys
 
-    import edgelstm.quantize
+    import edgelstm.quant
     from edgelstm.errors import UnsupportedError
 
     calls = []
     monkeypatch.setattr(
-        edgelstm.quantize, "to_tflite_int8", lambda m, o: calls.append((m, o)) or b"int8"
+        edgelstm.quant, "to_tflite_int8", lambda m, o: calls.append((m, o)) or b"int8"
     )
     weights = _w(LSTMSpec(3, 4), 1)
     options = CompileOptions(quantize="int8")

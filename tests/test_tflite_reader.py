@@ -10,12 +10,12 @@ from _tflite_helpers import seeded
 
 from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, from_tflite
 from edgelstm.errors import ModelFileError, UnsupportedError
-from edgelstm.options import CompileOptions
-from edgelstm.sources import load_source
-from edgelstm.tflite import save_tflite, to_tflite
-from edgelstm.tflite._schema import FILE_IDENTIFIER, BuiltinOperator, load_model
-from edgelstm.tflite.builder import GraphBuilder
-from edgelstm.tflite.reader import model_from_bytes
+from edgelstm.importers.load import load_source
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.tflite import save_tflite, to_tflite
+from edgelstm.targets.tflite.builder import GraphBuilder
+from edgelstm.targets.tflite.reader import model_from_bytes
+from edgelstm.targets.tflite.schema import FILE_IDENTIFIER, BuiltinOperator, load_model
 
 
 def _models() -> dict[str, LSTMModel]:

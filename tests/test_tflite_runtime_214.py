@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.options import CompileOptions
-from edgelstm.tflite import save_tflite
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.tflite import save_tflite
 
 pytestmark = pytest.mark.slow
 

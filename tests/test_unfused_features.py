@@ -15,8 +15,8 @@ import pytest
 from _tflite_helpers import COMBOS, compare, feature_case, random_states, seeded
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights
-from edgelstm.options import CompileOptions
-from edgelstm.tflite.unfused import to_tflite_unfused
+from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.tflite.unfused.emit import to_tflite_unfused
 
 TOL = 1e-5
 

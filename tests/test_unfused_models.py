@@ -12,12 +12,12 @@ from _tflite_helpers import random_states, seeded
 from test_unfused_features import TOL, unfused_error
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, UnsupportedError, reference_model
-from edgelstm.model import DenseHead, LSTMLayer
-from edgelstm.options import CompileOptions
+from edgelstm.ir.model import DenseHead, LSTMLayer
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite._schema import BuiltinOperator, load_model
-from edgelstm.tflite.metadata import decode_metadata
-from edgelstm.tflite.unfused import to_tflite_unfused
+from edgelstm.targets.tflite.metadata import decode_metadata
+from edgelstm.targets.tflite.schema import BuiltinOperator, load_model
+from edgelstm.targets.tflite.unfused.emit import to_tflite_unfused
 
 SCHEDULES = [
     {"schedule": "unrolled"},

@@ -16,11 +16,11 @@ import pytest
 from _tflite_helpers import seeded
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model
-from edgelstm.model import LSTMLayer
-from edgelstm.options import CompileOptions
+from edgelstm.ir.model import LSTMLayer
+from edgelstm.ir.options import CompileOptions
 from edgelstm.runtime import LiteRTRunner
-from edgelstm.tflite._schema import BuiltinOperator, TensorType, load_model
-from edgelstm.tflite.unfused import to_tflite_unfused
+from edgelstm.targets.tflite.schema import BuiltinOperator, TensorType, load_model
+from edgelstm.targets.tflite.unfused.emit import to_tflite_unfused
 
 DYNAMIC_TOL = 2e-2
 INT8_TOL = 1e-1

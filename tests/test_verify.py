@@ -9,10 +9,10 @@ import pytest
 from _verify_helpers import SEQ_LEN, SPEC, build_variants, cli, stderr_lines
 
 from edgelstm import LSTMModel, LSTMWeights, reference_model
-from edgelstm.cli import main
+from edgelstm.cli.main import main
 from edgelstm.errors import InputDataError, UnsupportedError
+from edgelstm.measure.verify import error_stats, format_result, run_model, sample_steps, verify
 from edgelstm.runtime.select import open_runner
-from edgelstm.verification import error_stats, format_result, run_model, sample_steps, verify
 
 FLOAT_TOL = 1e-5
 
@@ -130,9 +130,9 @@ def test_cli_bad_file_exit_2_one_line(tmp_path):
 def test_keras_source_runs_the_framework_too(tmp_path):
     """A tf-keras .h5 source: compile it, then verify shows edgelstm's and Keras's error."""
     tf_keras = pytest.importorskip("tf_keras")
-    from edgelstm.options import CompileOptions
-    from edgelstm.sources import load_source
-    from edgelstm.tflite import save_tflite
+    from edgelstm.importers.load import load_source
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.targets.tflite import save_tflite
 
     inp = tf_keras.Input((SEQ_LEN, 3), batch_size=1)
     model = tf_keras.Model(inp, tf_keras.layers.LSTM(8, return_sequences=True)(inp))
@@ -146,9 +146,9 @@ def test_keras_source_runs_the_framework_too(tmp_path):
 @pytest.mark.torch
 def test_torch_source_runs_the_framework_too(tmp_path):
     torch = pytest.importorskip("torch")
-    from edgelstm.options import CompileOptions
-    from edgelstm.sources import load_source
-    from edgelstm.tflite import save_tflite
+    from edgelstm.importers.load import load_source
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.targets.tflite import save_tflite
 
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(3, 6, num_layers=2, batch_first=True, proj_size=2)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgelstm import LSTMSpec, LSTMWeights, WeightsError, gates
-from edgelstm.roles import ROLES, WEIGHT_ROLES, role
+from edgelstm import LSTMSpec, LSTMWeights, WeightsError
+from edgelstm.ir import gate_orders as gates
+from edgelstm.ir.roles import ROLES, WEIGHT_ROLES, role
 
 FULL = LSTMSpec(3, 4, 2, peephole=True, projection=True, projection_bias=True, layer_norm=True)
 

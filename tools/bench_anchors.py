@@ -7,7 +7,7 @@ weights go through:
   converter (WHILE + FULLY_CONNECTED, float / dynamic-range);
 * ONNX anchors: tf2onnx's graph of the tf-keras model, and onnxruntime ``quantize_dynamic``
   (its defaults) of two fused float ONNX LSTMs: tf2onnx's and edgelstm's;
-* every candidate of :func:`edgelstm.optimize.candidates` (fused / unfused TFLite, fused /
+* every candidate of :func:`edgelstm.measure.optimize.candidates` (fused / unfused TFLite, fused /
   composite ONNX, each float / dynamic / int8, every schedule the latency search tries).
 
 Every model is checked against the float64 reference on the same seeded N(0, 1) inputs, then
@@ -86,7 +86,7 @@ def stage_legacy(out: Path, units: int) -> dict:
     import tensorflow as tf
 
     from edgelstm import save_npz
-    from edgelstm.sources import load_source
+    from edgelstm.importers.load import load_source
 
     model = legacy_model(units, SHAPE, SEED, out)
     model.save(out / "source.h5")
@@ -131,8 +131,8 @@ def build_models(out: Path, units: int) -> tuple[list[dict], dict]:
     import numpy as np
 
     from edgelstm import from_npz
-    from edgelstm.optimize import candidates
-    from edgelstm.options import CompileOptions
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.measure.optimize import candidates
 
     rows, skipped = [], {}
     for stage in ("legacy", "keras3"):
@@ -164,7 +164,7 @@ def build_models(out: Path, units: int) -> tuple[list[dict], dict]:
             rows.append({"key": path.stem, "label": label, "kind": "edgelstm",
                          "format": c.format, "quant": QUANT_NAMES.get(c.quantize, c.quantize),
                          "path": path})  # fmt: skip
-    from edgelstm.onnx import save_onnx
+    from edgelstm.targets.onnx import save_onnx
 
     # edgelstm's fused float LSTM, as an ORT user would quantize it
     save_onnx(model, out / "edgelstm_float.onnx", CompileOptions(batch=BATCH, seq_len=SEQ_LEN))
@@ -206,8 +206,8 @@ def measure(out: Path, units: int, runs: int, repeats: int, memory: bool) -> dic
 
     from edgelstm import from_npz, reference_model
     from edgelstm.errors import EdgeLSTMError
+    from edgelstm.measure.verify import error_stats, run_model
     from edgelstm.runtime.select import open_runner
-    from edgelstm.verification import error_stats, run_model
 
     rng = np.random.default_rng(SEED)
     cal = rng.standard_normal((CALIBRATION, SEQ_LEN, N_INPUT)).astype("f4")
@@ -278,7 +278,7 @@ def verdicts(result: dict, max_error: float) -> dict:
 
 
 def report(result: dict, max_error: float) -> str:
-    from edgelstm.benchmark import text_table
+    from edgelstm.measure.bench import text_table
 
     n, rows = result["units"], result["rows"]
     anchors = {f: _fastest(rows, kind="anchor", format=f) for f in ("tflite", "onnx")}

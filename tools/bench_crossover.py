@@ -1,10 +1,10 @@
 """Where unrolling beats a WHILE loop: the two recurrence schedules of the unfused TFLite lowering.
 
 Times the fully unrolled recurrence against the WHILE loop with the automatic steps per trip
-(:func:`edgelstm.tflite.unfused.while_plan`) over T = 5, 10, 20, 50 at H = 64 and 256,
+(:func:`edgelstm.targets.tflite.unfused.emit.while_plan`) over T = 5, 10, 20, 50 at H = 64 and 256,
 dynamic-range and float (input 128, batch 1, 1 thread), interleaved. Unrolling copies the
 recurrent weights once per step, so it wins only while those copies stay small: the
-measurement behind ``edgelstm.tflite.unfused.UNROLL_BUDGET``.
+measurement behind ``edgelstm.targets.tflite.unfused.emit.UNROLL_BUDGET``.
 
     .venv/bin/python tools/bench_crossover.py [--runs 200]
 """
@@ -20,12 +20,12 @@ N_INPUT = 128
 
 
 def crossover(runs: int) -> str:
-    from edgelstm.benchmark import bench, text_table
-    from edgelstm.model import LSTMModel
-    from edgelstm.options import CompileOptions
-    from edgelstm.spec import LSTMSpec
-    from edgelstm.tflite.unfused import recurrent_bytes, to_tflite_unfused, while_plan
-    from edgelstm.weights import LSTMWeights
+    from edgelstm.ir.model import LSTMModel
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.ir.spec import LSTMSpec
+    from edgelstm.ir.weights import LSTMWeights
+    from edgelstm.measure.bench import bench, text_table
+    from edgelstm.targets.tflite.unfused.emit import recurrent_bytes, to_tflite_unfused, while_plan
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgelstm-crossover-") as tmp:

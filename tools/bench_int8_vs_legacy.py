@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgelstm import LSTMSpec, LSTMWeights, reference_model  # noqa: E402
-from edgelstm.quantize import calibrate, plan_model  # noqa: E402
-from edgelstm.quantize.evaluate import (  # noqa: E402
+from edgelstm.measure.int8_error import (  # noqa: E402
     ErrorStats,
     compile_int8,
     error_stats,
     evaluate_int8,
     run_tflite,
 )
+from edgelstm.quant import calibrate, plan_model  # noqa: E402
 
 DATA = ROOT / "models" / "japanese_vowels.npz"
 
@@ -121,8 +121,8 @@ def _run_per_sequence(data: bytes, x: np.ndarray) -> np.ndarray:
 
 def section_legacy(units_list: list[int], epochs: int) -> None:
     from edgelstm import from_keras
-    from edgelstm.options import CompileOptions
-    from edgelstm.tflite import to_tflite
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.targets.tflite import to_tflite
 
     xtr, xte, _ = _vowels()
     print("\n== legacy tf-keras converter vs edgelstm, full int8, Japanese Vowels ==")

@@ -27,7 +27,7 @@ import onnx
 import onnxruntime as ort
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model, to_onnx
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 T, BATCH, N_INPUT = 50, 1, 128
 

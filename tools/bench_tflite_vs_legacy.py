@@ -30,8 +30,8 @@ def build_files() -> tuple[dict[str, bytes], np.ndarray]:
     import tf_keras
 
     from edgelstm import LSTMModel, LSTMWeights
-    from edgelstm.options import CompileOptions
-    from edgelstm.tflite import to_tflite
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.targets.tflite import to_tflite
 
     tf_keras.utils.set_random_seed(0)
     inp = tf_keras.Input((STEPS, FEATURES), batch_size=BATCH)

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelstm import DenseHead, LSTMModel, from_npz, reference_model
-from edgelstm.options import CompileOptions
+from edgelstm.ir.options import CompileOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "char_lm_lstm.npz"
@@ -191,11 +191,11 @@ def compile_variant(
         extra={"int8_io": False} if quantize == "int8" else {},
     )
     if fmt == "tflite":
-        from edgelstm.tflite import save_tflite
+        from edgelstm.targets.tflite import save_tflite
 
         save_tflite(model, path, options)
     else:
-        from edgelstm.onnx import save_onnx
+        from edgelstm.targets.onnx import save_onnx
 
         save_onnx(model, path, options)
 

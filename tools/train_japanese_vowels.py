@@ -85,8 +85,8 @@ def make_cell_class():
     import torch
     from torch import nn
 
+    from edgelstm.ir.roles import present_weight_roles
     from edgelstm.reference import LAYER_NORM_EPSILON
-    from edgelstm.roles import present_weight_roles
 
     activations = {
         "tanh": torch.tanh,

@@ -1,6 +1,6 @@
-"""Importers: framework objects and files -> canonical :class:`~edgelstm.model.LSTMModel`.
+"""Importers: framework objects and files -> canonical :class:`~edgelstm.ir.model.LSTMModel`.
 
-Each framework's gate order is converted through :mod:`edgelstm.gates`. TensorFlow and
+Each framework's gate order is converted through :mod:`edgelstm.ir.gate_orders`. TensorFlow and
 PyTorch are imported inside the functions, never at ``import edgelstm``.
 """
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import ModelFileError, UnsupportedError, WeightsError
-from edgelstm.gates import unstack
 from edgelstm.importers.tf_cell import _activation_name
-from edgelstm.model import DenseHead, LSTMLayer, LSTMModel
-from edgelstm.weights import LSTMWeights
+from edgelstm.ir.gate_orders import unstack
+from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
+from edgelstm.ir.weights import LSTMWeights
 
 _FLAVORS = {"keras": "keras", "tf_keras": "tf_keras", "tensorflow": "tf.keras"}
 _PASS_THROUGH = ("InputLayer", "Dropout")  # identity at inference

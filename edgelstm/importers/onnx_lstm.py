@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import ModelFileError, UnsupportedError, WeightsError
-from edgelstm.gates import unstack, unstack_peephole
-from edgelstm.importers._onnx_graph import (
+from edgelstm.importers.onnx_graph import (
     TARGET,
     Axes,
     Graph,
@@ -24,8 +23,9 @@ from edgelstm.importers._onnx_graph import (
     node_attrs,
     norm,
 )
-from edgelstm.model import LSTMLayer, LSTMModel
-from edgelstm.weights import LSTMWeights
+from edgelstm.ir.gate_orders import unstack, unstack_peephole
+from edgelstm.ir.model import LSTMLayer, LSTMModel
+from edgelstm.ir.weights import LSTMWeights
 
 _ATTRS = {"activation_alpha", "activation_beta", "activations", "clip", "direction"}
 _ATTRS |= {"hidden_size", "input_forget", "layout", "output_sequence"}
@@ -50,7 +50,7 @@ def from_onnx(obj: Any) -> LSTMModel:
     with ``Y`` re-aligned to input time (as ONNX defines it).
     """
     model, where = load_model(obj)
-    from edgelstm.onnx.reader import is_edgelstm_onnx, model_from_edgelstm_onnx
+    from edgelstm.targets.onnx.reader import is_edgelstm_onnx, model_from_edgelstm_onnx
 
     if is_edgelstm_onnx(model):  # our own file: its metadata names every weight
         return model_from_edgelstm_onnx(model, where)

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import ModelFileError, SpecError, UnsupportedError, WeightsError
-from edgelstm.gates import unstack
-from edgelstm.model import LSTMModel
-from edgelstm.spec import ACTIVATIONS
-from edgelstm.weights import LSTMWeights
+from edgelstm.ir.gate_orders import unstack
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.spec import ACTIVATIONS
+from edgelstm.ir.weights import LSTMWeights
 
 _CELL_TYPES = ("LSTMCell", "BasicLSTMCell")
 _DIAGS = {"input": "w_i_diag", "forget": "w_f_diag", "output": "w_o_diag"}

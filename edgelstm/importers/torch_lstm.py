@@ -20,9 +20,9 @@ import numpy as np
 
 from edgelstm._io import read_bytes
 from edgelstm.errors import ModelFileError, SpecError, UnsupportedError, WeightsError
-from edgelstm.gates import unstack
-from edgelstm.model import LSTMLayer, LSTMModel
-from edgelstm.weights import LSTMWeights
+from edgelstm.ir.gate_orders import unstack
+from edgelstm.ir.model import LSTMLayer, LSTMModel
+from edgelstm.ir.weights import LSTMWeights
 
 TARGET = "torch importer"
 _KEY = re.compile(

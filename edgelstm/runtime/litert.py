@@ -11,7 +11,7 @@ tensors; after ``reset_all_variables()``, ``set_tensor(index, value)`` on them s
 state for the next ``invoke()``. Resizing an input re-allocates tensors, which zeroes
 variables, so the runner saves and restores them around a resize.
 
-Unfused graphs (:mod:`edgelstm.tflite.unfused`) have no variable tensors: their state is
+Unfused graphs (:mod:`edgelstm.targets.tflite.unfused`) have no variable tensors: their state is
 graph inputs ``.../initial_h|c`` and outputs (metadata ``state_io`` says which). The runner
 keeps that state itself: ``run`` feeds zeros (or ``initial_states``), ``invoke_chunk`` feeds
 the previous call's final states, and only the model's own outputs are returned, so both
@@ -63,7 +63,7 @@ def _scan(data: bytes) -> tuple[list[tuple[int, int]], bool, list[tuple[str, int
 
 def _scan_all(data: bytes) -> tuple[list, bool, list | None, list | None, list[dict]]:
     """:func:`_scan` plus the signature's (name, index) inputs and the metadata state_io."""
-    from edgelstm.tflite._schema import schema
+    from edgelstm.targets.tflite.schema import schema
 
     try:
         model = schema.Model.GetRootAs(data, 0)

@@ -1,5 +1,5 @@
 """Run an emitted ONNX model with onnxruntime (CPU), following the contract of
-:mod:`edgelstm.onnx.names`: ``x`` first, optional initial states and ``sequence_lens``.
+:mod:`edgelstm.targets.onnx.names`: ``x`` first, optional initial states and ``sequence_lens``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from edgelstm._io import read_bytes
 from edgelstm.errors import InputDataError, ModelFileError
-from edgelstm.onnx import names
+from edgelstm.targets.onnx import names
 
 State = tuple[np.ndarray, np.ndarray]
 

@@ -3,7 +3,7 @@
 verify, bench and report only ever see a :class:`Runner`: float input in the model's own
 layout, float (dequantized) outputs, ``reset()`` to zero the state. Hiding the differences
 here keeps them honest: a full-int8 model is fed and read through its own input/output
-quantization (read from the file by :mod:`edgelstm.inspection`), so its error includes
+quantization (read from the file by :mod:`edgelstm.inspect.info`), so its error includes
 exactly the rounding a user would see; and every TFLite run starts from zero state, because
 the fused LSTM keeps ``output_state``/``cell_state`` as variable tensors that persist
 across ``invoke()`` (two invokes of T steps would silently behave like one of 2T).
@@ -18,7 +18,7 @@ tflite-runtime and any runner that is not there yet.
 Crash probe: LiteRT and onnxruntime are C++, and a corrupted or adversarial file can make
 them segfault (e.g. a fused LSTM whose required ``input_gate_bias`` is -1), which would kill
 the whole process with no message. So ``open_runner`` first loads, allocates and invokes the
-file once on zeros in a child process (:func:`edgelstm._sandbox.run_isolated`): a crash or
+file once on zeros in a child process (:func:`edgelstm.runtime.sandbox.run_isolated`): a crash or
 hang there becomes a :class:`ModelFileError`, and only a file that survived is loaded here.
 The child imports only numpy and the runtime (not edgelstm, never TensorFlow: the ``tf``
 backend is probed with LiteRT, which has the same kernels), about 0.4 s; each file (path,
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import InputDataError, ModelFileError, UnsupportedError
-from edgelstm.inspection import ModelInfo, TensorInfo, inspect_model
+from edgelstm.inspect.info import ModelInfo, TensorInfo, inspect_model
 
 BACKENDS: tuple[str, ...] = ("auto", "litert", "tf", "tflite-runtime", "ort")
 _TFLITE_BACKENDS = ("litert", "tf", "tflite-runtime")
@@ -82,7 +82,7 @@ def probe_file(path: Path, backend: str, threads: int = 1) -> None:
     Raises :class:`ModelFileError` when the runtime crashes or hangs on it; returns quietly
     otherwise (also when the runtime merely refuses the file: the caller reports that).
     """
-    from edgelstm._sandbox import DEFAULT_TIMEOUT, run_isolated
+    from edgelstm.runtime.sandbox import DEFAULT_TIMEOUT, run_isolated
 
     if backend == "ort":
         runtime, label = "ort", "onnxruntime"

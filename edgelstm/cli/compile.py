@@ -1,0 +1,140 @@
+"""``edgelstm compile SOURCE -o OUT.(tflite|onnx)``: import a model and emit it.
+
+``--optimize latency --max-error E [--data X.npy]`` instead builds every variant for the
+target (fused / unfused TFLite or fused / composite ONNX, each float / dynamic / int8),
+verifies each against the float64 reference, times the survivors on this machine and writes
+the fastest within the error budget (see :mod:`edgelstm.measure.optimize`), printing the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgelstm.cli.args import non_negative_int, positive_float, positive_int
+from edgelstm.errors import UnsupportedError
+
+HELP = "compile a source model to .tflite or .onnx"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("compile", help=HELP, description=HELP)
+    p.add_argument("source", help="weights/model file: .npz, .onnx, .tflite, .keras, .h5, .pt")
+    p.add_argument("-o", "--output", required=True, help="output file (.tflite or .onnx)")
+    p.add_argument(
+        "--batch",
+        type=non_negative_int,
+        default=1,
+        help="fixed batch size (0 = dynamic; default 1)",
+    )
+    p.add_argument("--seq-len", type=positive_int, default=None, help="fixed sequence length")
+    p.add_argument("--time-major", action="store_true", help="input as [T, B, I]")
+    p.add_argument(
+        "--quantize", choices=("none", "dynamic", "int8"), default="none", help="quantization"
+    )
+    p.add_argument(
+        "--calibration",
+        help="calibration data for int8: [N, T, I] sequences (.npy, .npz, or FILE.npz:KEY)",
+    )
+    p.add_argument(
+        "--int8-io",
+        action="store_true",
+        help="with --quantize int8 (.tflite): int8 input/output tensors (scale and zero point "
+        "in the file) instead of float I/O with QUANTIZE/DEQUANTIZE around the graph",
+    )
+    p.add_argument(
+        "--optimize",
+        choices=("latency",),
+        help="search every variant and write the fastest within --max-error",
+    )
+    p.add_argument(
+        "--max-error",
+        type=positive_float,
+        help="with --optimize: max abs output error vs the float64 reference",
+    )
+    p.add_argument(
+        "--data",
+        help="with --optimize: inputs (.npy/.npz [N, T, I]) to verify on and calibrate int8 "
+        "with (default: seeded random sequences)",
+    )
+    p.add_argument(
+        "--runs", type=positive_int, default=100, help="with --optimize: timed runs per variant"
+    )
+    return p
+
+
+def _optimize(args: argparse.Namespace, model, options, out: Path) -> int:
+    from edgelstm._io import write_bytes_atomic
+    from edgelstm.measure.optimize import NoCandidateError, optimize_latency
+
+    if args.max_error is None:
+        raise UnsupportedError("compile", "--optimize latency needs --max-error E")
+    if args.quantize != "none" or args.calibration is not None:
+        raise UnsupportedError(
+            "compile",
+            "--optimize latency chooses the quantization itself: drop --quantize/--calibration "
+            "(int8 variants calibrate on --data)",
+        )
+    try:
+        data, table = optimize_latency(
+            model, out.suffix, args.max_error, args.data, options=options, runs=args.runs
+        )
+    except NoCandidateError as exc:
+        print(exc.table.format())
+        raise UnsupportedError(
+            "compile", f"no variant within --max-error {args.max_error:g}"
+        ) from None
+    print(table.format())
+    write_bytes_atomic(out, data)
+    best = table.chosen
+    print(
+        f"wrote {out} ({len(data):,} bytes): {model.describe()}, {best.name} "
+        f"[{best.quantize}], max error {best.error:.2e}, p50 {best.p50_ms:.3f} ms"
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgelstm.importers.load import load_source
+    from edgelstm.ir.options import CompileOptions
+
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in (".tflite", ".onnx"):
+        raise UnsupportedError(
+            "compile", f"output must end in .tflite or .onnx, found {out.name!r}"
+        )
+    if args.int8_io and (args.quantize != "int8" or suffix != ".tflite"):
+        raise UnsupportedError(
+            "compile", "--int8-io applies to full-integer TFLite only (--quantize int8, .tflite)"
+        )
+    if args.optimize is None and (args.max_error is not None or args.data is not None):
+        raise UnsupportedError("compile", "--max-error/--data only apply with --optimize latency")
+    calibration = None
+    if args.calibration is not None:
+        from edgelstm.measure.data import load_calibration
+
+        calibration = load_calibration(args.calibration)
+    model = load_source(args.source)
+    options = CompileOptions(
+        batch=None if args.batch == 0 else args.batch,
+        seq_len=args.seq_len,
+        time_major=True if args.time_major else None,
+        quantize=args.quantize,
+        calibration=calibration,
+        source=Path(args.source).name,
+        extra={"int8_io": True} if args.int8_io else {},
+    )
+    if args.optimize == "latency":
+        return _optimize(args, model, options, out)
+    if suffix == ".tflite":
+        from edgelstm.targets.tflite import save_tflite
+
+        save_tflite(model, out, options)
+    else:
+        from edgelstm.targets.onnx import save_onnx
+
+        save_onnx(model, out, options)
+    size = out.stat().st_size
+    print(f"wrote {out} ({size:,} bytes): {model.describe()}, quantize={args.quantize}")
+    return 0

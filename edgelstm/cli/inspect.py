@@ -1,0 +1,35 @@
+"""``edgelstm inspect MODEL [--json]``: ops, tensor roles, dtypes, quantization, provenance.
+
+Reads the file with the flatbuffer schema / onnx protobuf only, so it starts in well under a
+second and never imports TensorFlow or PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "show the ops, tensor roles, shapes, dtypes, quantization and metadata of a model"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("inspect", help=HELP, description=HELP)
+    p.add_argument("model", help="a .tflite or .onnx file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from edgelstm.inspect.info import format_info, inspect_model
+
+    info = inspect_model(args.model)
+    text = json.dumps(info.to_dict(), indent=2, default=str) if args.json else format_info(info)
+    try:
+        print(text)
+    except BrokenPipeError:  # `edgelstm inspect m.tflite | head` closed the pipe early
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

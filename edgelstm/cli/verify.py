@@ -1,0 +1,76 @@
+"""``edgelstm verify MODEL [--against SOURCE] [--data X.npy] [--tolerance E]``.
+
+Exit 0 when within tolerance (or none given), 1 when the max abs error exceeds it, 2 on
+errors (unreadable files, mismatched data): scripts can gate a release on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from edgelstm.cli.args import positive_int
+
+HELP = "compare a compiled model with the float64 reference of its source"
+EXIT_TOLERANCE = 1
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("verify", help=HELP, description=HELP)
+    p.add_argument("model", help="the compiled .tflite or .onnx file")
+    p.add_argument(
+        "--against",
+        metavar="SOURCE",
+        help="source model (.npz, .keras, .h5, .pt, .onnx, .tflite); default: the source "
+        "named in the model's provenance, else the model's own weights",
+    )
+    p.add_argument("--data", help="input sequences [N, T, I] (.npy/.npz); default: random")
+    p.add_argument(
+        "--tolerance", type=non_negative_float, help="max abs error allowed (exit 1 above it)"
+    )
+    p.add_argument(
+        "--backend", default="auto", choices=("auto", "litert", "tf", "tflite-runtime", "ort")
+    )
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--sequences", type=positive_int, help="number of random sequences")
+    p.add_argument("--seq-len", type=positive_int, help="random sequence length (dynamic T)")
+    p.add_argument(
+        "--no-framework", action="store_true", help="do not run the source's own framework"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from edgelstm.measure.verify import format_result, verify
+
+    result = verify(
+        args.model,
+        args.against,
+        args.data,
+        backend=args.backend,
+        threads=args.threads,
+        tolerance=args.tolerance,
+        seed=args.seed,
+        sequences=args.sequences,
+        seq_len=args.seq_len,
+        run_framework=not args.no_framework,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_result(result))
+    return EXIT_TOLERANCE if result.passed is False else 0

@@ -1,0 +1,47 @@
+"""Load any supported source file into an :class:`LSTMModel`, by its extension.
+
+Framework-specific loaders are imported only when their file type is asked for, so the CLI
+starts without TensorFlow or PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgelstm.errors import ModelFileError
+from edgelstm.ir.model import LSTMModel
+
+SOURCE_SUFFIXES = (".npz", ".onnx", ".tflite", ".keras", ".h5", ".pt", ".pth")
+
+
+def load_source(path: str | os.PathLike[str]) -> LSTMModel:
+    """Import the LSTM held in ``path`` (.npz, .onnx, .tflite, .keras/.h5, .pt/.pth)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if not p.exists():
+        raise ModelFileError(f"{p}: source file not found")
+    if suffix == ".npz":
+        from edgelstm.importers.npz import from_npz
+
+        return from_npz(p)
+    if suffix == ".onnx":
+        from edgelstm.importers.onnx_lstm import from_onnx
+
+        return from_onnx(p)
+    if suffix == ".tflite":
+        from edgelstm.targets.tflite import from_tflite
+
+        return from_tflite(p)
+    if suffix in (".keras", ".h5"):
+        from edgelstm.importers.keras import from_keras
+
+        return from_keras(p)
+    if suffix in (".pt", ".pth"):
+        from edgelstm.importers.torch_lstm import from_torch
+
+        return from_torch(p)
+    raise ModelFileError(
+        f"{p}: unknown source type {suffix or '(no extension)'}; "
+        f"expected one of {', '.join(SOURCE_SUFFIXES)}"
+    )

@@ -1,0 +1,1 @@
+"""``edgelstm inspect``: what a .tflite / .onnx file holds, read without TensorFlow."""

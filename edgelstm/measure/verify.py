@@ -1,0 +1,363 @@
+"""How exact is a compiled model? Run it and the float64 reference on the same inputs.
+
+The reference is :func:`edgelstm.reference.reference_model` of the *source* weights — the
+file given as ``source``, else the source named in the model's provenance (when it is found
+and its weights digest matches), else the weights read back from the model itself. Only the
+first two count weight quantization: a quantized model read back gives dequantized weights,
+so its error then shows only the kernel's arithmetic; the result says which one was used.
+When the source is a framework file (.keras/.h5, .pt, .onnx, .tflite), that framework runs
+too, so "model vs reference" can be read next to "framework vs reference".
+
+Errors are reported as max abs, RMSE, cosine similarity, error per time step (recurrent
+errors grow with t, a single number hides that) and, for a quantized output, in output LSB
+(``max_abs / output_scale``: 1 LSB is the best an int8 output can do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm.errors import EdgeLSTMError, InputDataError, UnsupportedError
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.weights import LSTMWeights
+from edgelstm.reference import reference_model
+
+DEFAULT_SEQUENCES = 8
+DEFAULT_SEQ_LEN = 32
+FRAMEWORK_SUFFIXES = (".keras", ".h5", ".pt", ".pth", ".onnx", ".tflite")
+
+
+@dataclass
+class ErrorStats:
+    """Differences between an output and the reference (both [N, T, F] or [N, F])."""
+
+    max_abs: float
+    rmse: float
+    mean_abs: float
+    cosine: float
+    per_step_max_abs: list[float] = field(default_factory=list)
+    per_step_rmse: list[float] = field(default_factory=list)
+
+    @property
+    def growth(self) -> float | None:
+        """Mean error of the last quarter of steps over the first quarter's (None if < 4)."""
+        steps = self.per_step_max_abs
+        if len(steps) < 4:
+            return None
+        q = len(steps) // 4
+        first, last = float(np.mean(steps[:q])), float(np.mean(steps[-q:]))
+        return last / first if first > 0 else (1.0 if last == 0 else float("inf"))
+
+
+@dataclass
+class VerifyResult:
+    """What :func:`verify` measured (``passed`` is None without a tolerance)."""
+
+    model: str
+    backend: str
+    quantization: str
+    reference: str
+    input_shape: list[int]
+    output_shape: list[int]
+    error: ErrorStats
+    output_scale: float | None = None
+    framework: str | None = None
+    framework_error: ErrorStats | None = None
+    tolerance: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs(self) -> float:
+        return self.error.max_abs
+
+    @property
+    def rmse(self) -> float:
+        return self.error.rmse
+
+    @property
+    def cosine(self) -> float:
+        return self.error.cosine
+
+    @property
+    def max_lsb(self) -> float | None:
+        """Max error in output LSB (quantized output only)."""
+        return self.error.max_abs / self.output_scale if self.output_scale else None
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.tolerance is None else self.error.max_abs <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(max_lsb=self.max_lsb, passed=self.passed, growth=self.error.growth)
+        return data
+
+
+def error_stats(actual: np.ndarray, expected: np.ndarray) -> ErrorStats:
+    """Compare ``actual`` to ``expected``; per-step lists when the arrays are [N, T, F]."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        raise UnsupportedError(
+            "comparison",
+            f"output shape {list(a.shape)} differs from the reference's {list(e.shape)}",
+        )
+    d = a - e
+    na, ne = np.linalg.norm(a), np.linalg.norm(e)
+    cosine = float(a.ravel() @ e.ravel() / (na * ne)) if na and ne else float(na == ne)
+    stats = ErrorStats(
+        max_abs=float(np.max(np.abs(d))) if d.size else 0.0,
+        rmse=float(np.sqrt(np.mean(d**2))) if d.size else 0.0,
+        mean_abs=float(np.mean(np.abs(d))) if d.size else 0.0,
+        cosine=cosine,
+    )
+    if d.ndim == 3:
+        stats.per_step_max_abs = np.abs(d).max(axis=(0, 2)).tolist()
+        stats.per_step_rmse = np.sqrt((d**2).mean(axis=(0, 2))).tolist()
+    return stats
+
+
+def load_data(path: str | os.PathLike[str]) -> np.ndarray:
+    """Input sequences [N, T, I] (a single [T, I] becomes N = 1) from .npy or .npz."""
+    p = Path(path)
+    if p.suffix.lower() not in (".npy", ".npz"):
+        raise InputDataError(f"{p}: input data must be a .npy or .npz file")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                keys = list(loaded.keys())
+                key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise InputDataError(f"{p}: expected one array (or one named 'x'), {keys}")
+                loaded = loaded[key]
+    except FileNotFoundError:
+        raise InputDataError(f"{p}: input data file not found") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputDataError(f"{p}: not a readable numpy array ({exc})") from None
+    arr = np.asarray(loaded)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+        raise InputDataError(f"{p}: expected numeric [N, T, I], found {arr.dtype} {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputDataError(f"{p}: expected finite values, found NaN/inf")
+    return arr.astype(np.float32)
+
+
+def random_inputs(
+    runner: Any, n: int | None = None, seq_len: int | None = None, seed: int = 0
+) -> np.ndarray:
+    """Seeded N(0, 1) sequences [N, T, I] of the model's shape (clipped to a quantized range).
+
+    Clipping to what an int8 input can represent keeps saturation out of the measurement:
+    the error then is the model's, not the test data's.
+    """
+    shape = runner.input_shape
+    t_axis, b_axis = (0, 1) if runner.info.time_major else (1, 0)
+    batch = shape[b_axis] if shape[b_axis] > 0 else 1
+    steps = shape[t_axis] if shape[t_axis] > 0 else (seq_len or DEFAULT_SEQ_LEN)
+    n = n or max(batch, DEFAULT_SEQUENCES)
+    x = np.random.default_rng(seed).standard_normal((n, steps, shape[-1])).astype(np.float32)
+    q = runner.input.quantization
+    if q and np.dtype(runner.input.dtype).kind in "iu":
+        info = np.iinfo(runner.input.dtype)
+        scale, zp = q["scale"][0], q["zero_point"][0]
+        x = np.clip(x, (info.min - zp) * scale, (info.max - zp) * scale)
+    return x
+
+
+def run_model(runner: Any, x: np.ndarray) -> np.ndarray:
+    """Run batch-major ``x`` [N, T, I] through ``runner`` in chunks of its batch size.
+
+    Each chunk starts from zero state; a last partial chunk is zero-padded and trimmed.
+    Returns the first output, batch-major.
+    """
+    time_major = runner.info.time_major
+    b_axis = 1 if time_major else 0
+    batch = runner.input_shape[b_axis]
+    n = x.shape[0]
+    chunk = batch if batch > 0 else n
+    outs = []
+    for start in range(0, n, chunk):
+        part = x[start : start + chunk]
+        if part.shape[0] < chunk:
+            pad = np.zeros((chunk - part.shape[0], *part.shape[1:]), part.dtype)
+            part = np.concatenate([part, pad])
+        y = runner.run(part.transpose(1, 0, 2) if time_major else part)[0]
+        if time_major and y.ndim == 3:
+            y = y.transpose(1, 0, 2)
+        outs.append(y[: min(chunk, n - start)])
+    return np.concatenate(outs)
+
+
+def _load_model_source(path: Path) -> LSTMModel:
+    from edgelstm.importers.load import load_source
+
+    return load_source(path)
+
+
+def _digests(model: LSTMModel) -> list[str]:
+    return [w.digest() for layer in model.layers for w in layer.directions]
+
+
+def resolve_source(
+    model_path: Path, info: Any, source: Any = None
+) -> tuple[LSTMModel, str, Path | None, list[str]]:
+    """(source model, how it was found, source file to run as a framework, notes)."""
+    notes: list[str] = []
+    if isinstance(source, (LSTMModel, LSTMWeights)):
+        return LSTMModel.of(source), "given LSTMModel", None, notes
+    if source is not None:
+        p = Path(source)
+        return _load_model_source(p), f"{p.name} (given)", p, notes
+    prov = info.provenance
+    if isinstance(prov.get("source"), str):
+        name = prov["source"]
+        for cand in (model_path.parent / name, Path(name)):
+            if cand.is_file() and cand.resolve() != model_path.resolve():
+                try:
+                    model = _load_model_source(cand)
+                except EdgeLSTMError as exc:
+                    notes.append(f"provenance source {cand} unreadable: {exc}")
+                    break
+                if _digests(model) == prov.get("digests"):
+                    return model, f"{cand.name} (from provenance, digest match)", None, notes
+                notes.append(f"provenance source {cand} has other weights (digest differs)")
+                break
+    try:
+        model = _load_model_source(model_path)
+    except (EdgeLSTMError, ImportError) as exc:
+        raise UnsupportedError(
+            "reference", f"cannot recover the source from {model_path.name} ({exc}); pass --against"
+        ) from None
+    if info.quantization != "float":
+        notes.append(
+            "reference uses the model's own dequantized weights: weight quantization error "
+            "is not counted (pass --against SOURCE to count it)"
+        )
+    return model, f"{model_path.name} (weights read back)", None, notes
+
+
+def verify(
+    model_path: str | os.PathLike[str],
+    source: Any = None,
+    data: Any = None,
+    *,
+    backend: str = "auto",
+    threads: int = 1,
+    tolerance: float | None = None,
+    seed: int = 0,
+    sequences: int | None = None,
+    seq_len: int | None = None,
+    run_framework: bool = True,
+    probe: bool = True,
+) -> VerifyResult:
+    """Measure ``model_path`` against the float64 reference of ``source``.
+
+    ``source``: a source file, an LSTMModel/LSTMWeights, or None (recover it, see module
+    doc). ``data``: [N, T, I] array or .npy/.npz path; None = seeded random inputs of the
+    model's shape. With ``run_framework`` a framework source file is run on the same data.
+    ``probe``: run the file once in a child process first, so that a runtime crash is a
+    ModelFileError (see :func:`edgelstm.runtime.select.open_runner`); False for files
+    edgelstm has just written itself.
+    """
+    from edgelstm.runtime.select import open_runner
+
+    path = Path(model_path)
+    with open_runner(path, backend, threads, probe=probe) as runner:
+        info = runner.info
+        src_model, src_desc, src_file, notes = resolve_source(path, info, source)
+        if data is None:
+            x = random_inputs(runner, sequences, seq_len, seed)
+            notes.append(f"random N(0,1) inputs, seed {seed}")
+        elif isinstance(data, (str, os.PathLike)):
+            x = load_data(data)
+        else:
+            x = np.asarray(data, dtype=np.float32)
+            if x.ndim == 2:
+                x = x[None]
+        if x.ndim != 3 or x.shape[-1] != src_model.n_input:
+            raise InputDataError(
+                f"input data: expected [N, T, {src_model.n_input}], found {list(x.shape)}"
+            )
+        y = run_model(runner, x)
+        scale = runner.output_scale
+        used_backend = runner.backend
+    ref = reference_model(dataclasses.replace(src_model, time_major=False), x).output
+    result = VerifyResult(
+        model=str(path),
+        backend=used_backend,
+        quantization=info.quantization,
+        reference=src_desc,
+        input_shape=list(x.shape),
+        output_shape=list(y.shape),
+        error=error_stats(y, ref),
+        output_scale=scale,
+        tolerance=tolerance,
+        notes=notes,
+    )
+    if run_framework and src_file is not None and src_file.suffix.lower() in FRAMEWORK_SUFFIXES:
+        from edgelstm.measure.frameworks import run_framework as run_fw
+
+        try:
+            name, fy = run_fw(src_file, x, threads)
+        except (EdgeLSTMError, ImportError) as exc:
+            notes.append(f"framework run of {src_file.name} skipped: {exc}")
+        else:
+            result.framework = name
+            try:
+                result.framework_error = error_stats(fy, ref)
+            except UnsupportedError as exc:
+                notes.append(f"framework output not comparable: {exc.reason}")
+    return result
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def sample_steps(n: int, k: int = 8) -> list[int]:
+    """Up to ``k`` step indices spread over 0..n-1 (always the first and the last)."""
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if n > k else list(range(n))
+
+
+def format_result(r: VerifyResult) -> str:
+    """The text ``edgelstm verify`` prints."""
+    e = r.error
+    lines = [
+        f"{r.model}: {r.quantization} on {r.backend}, input {r.input_shape} -> {r.output_shape}",
+        f"reference: float64 of {r.reference}",
+        f"  max abs {e.max_abs:.3e}  RMSE {e.rmse:.3e}  mean abs {e.mean_abs:.3e}  "
+        f"cosine {e.cosine:.9f}",
+    ]
+    if r.output_scale:
+        lines.append(
+            f"  output LSB {r.output_scale:.4g}: max {r.max_lsb:.2f} LSB, "
+            f"RMSE {e.rmse / r.output_scale:.2f} LSB"
+        )
+    if e.per_step_max_abs:
+        steps = sample_steps(len(e.per_step_max_abs))
+        lines.append("  error per time step (max abs):")
+        lines.append("    t    " + " ".join(f"{t:>9d}" for t in steps))
+        lines.append("    err  " + " ".join(f"{e.per_step_max_abs[t]:9.2e}" for t in steps))
+        if e.growth is not None:
+            lines.append(f"    growth (last quarter / first quarter): {e.growth:.2f}x")
+    if r.framework_error is not None:
+        f = r.framework_error
+        lines.append(
+            f"framework {r.framework} vs reference: max abs {f.max_abs:.3e}  "
+            f"RMSE {f.rmse:.3e}  cosine {f.cosine:.9f}"
+        )
+    lines.extend(f"note: {n}" for n in r.notes)
+    if r.tolerance is not None:
+        verdict = "PASS" if r.passed else "FAIL"
+        lines.append(f"{verdict}: max abs {e.max_abs:.3e} vs tolerance {_fmt(r.tolerance)}")
+    return "\n".join(lines)

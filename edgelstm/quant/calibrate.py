@@ -1,0 +1,194 @@
+"""Calibration: run the float64 reference math on representative data and record ranges.
+
+The integer kernel needs ranges for exactly these values (see ``PopulateQuantizedLstmParams
+8x8_16`` in TFLite's unidirectional_sequence_lstm.cc and ``lstm_eval.cc``):
+
+* ``input`` — the op input (int8, asymmetric);
+* ``output`` — the op output = output_state (int8): the projected, proj-clipped h with
+  projection, else o·tanh(c);
+* ``hidden`` — o·tanh(c) before the projection (intermediate 4, int8, zero point 0);
+* ``cell`` — the clipped cell state (int16, scale 2^k);
+* ``gate.<g>`` (layer norm only) — the int16 accumulator the kernel normalises: it holds
+  W·x, then W·x + R·h, then + peephole·c, saturating at each step, so every partial sum is
+  recorded (intermediates 0-3 quantize this pre-normalisation value, not the LN output).
+
+Without layer norm the gate accumulator is fixed Q3.12 (±8); ``saturation`` counts how often a
+partial sum leaves ±8 (and with layer norm, how often LN·coef + bias does) as a diagnostic.
+
+The values come from :func:`edgelstm.reference.reference_model` itself, through its observer
+hook: there is no second copy of the LSTM math to drift from the oracle.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.weights import LSTMWeights
+from edgelstm.measure.data import as_batches
+from edgelstm.quant.estimators import Observer
+from edgelstm.reference import reference_model
+
+Q312_LIMIT = 8.0
+"""The Q3.12 gate accumulator of the integer kernel saturates at ±8."""
+
+
+@dataclass
+class DirectionStats:
+    """Everything observed for one LSTM direction (a :class:`~edgelstm.reference.StepObserver`)."""
+
+    weights: LSTMWeights
+    observers: dict[str, Observer] = field(default_factory=dict)
+    saturated: dict[str, int] = field(default_factory=dict)
+    gate_values: int = 0
+    steps: int = 0
+    tick: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.observer("input")  # creation order seeds each observer's sample
+        self._bias = {
+            k.removesuffix("_gate_bias"): v.astype(np.float64)
+            for k, v in self.weights.tensors.items()
+            if k.endswith("_gate_bias")
+        }
+
+    def observer(self, name: str) -> Observer:
+        if name not in self.observers:
+            self.observers[name] = Observer(seed=len(self.observers))
+        return self.observers[name]
+
+    def saturation(self) -> dict[str, float]:
+        """Fraction of gate values whose accumulator left the kernel's int16 range."""
+        n = max(self.gate_values, 1)
+        return {g: count / n for g, count in self.saturated.items()}
+
+    # -- StepObserver ----------------------------------------------------------------------
+    def gate(self, gate: str, partials: tuple[np.ndarray, ...], value: np.ndarray) -> None:
+        if self.weights.spec.layer_norm:
+            obs = self.observer(f"gate.{gate}")
+            for p in partials:
+                obs.update(p)
+            self._count_saturated(gate, value)
+        else:
+            self._count_saturated(gate, *(p + self._bias[gate] for p in partials))
+
+    def cell(self, c: np.ndarray) -> None:
+        self.observer("cell").update(c)
+        if self.tick is not None:
+            self.tick()
+
+    def hidden(self, m: np.ndarray) -> None:
+        if self.weights.spec.projection:
+            self.observer("hidden").update(m)
+
+    def sequence(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.observer("input").update(x)
+        self.observer("output").update(y)
+        batch, steps = y.shape[:2]
+        self.gate_values += batch * steps * self.weights.spec.n_cell
+        self.steps += batch * steps
+
+    def _count_saturated(self, gate: str, *values: np.ndarray) -> None:
+        worst = np.zeros(values[0].shape, dtype=bool)
+        for v in values:
+            worst |= np.abs(v) > Q312_LIMIT
+        self.saturated[gate] = self.saturated.get(gate, 0) + int(worst.sum())
+
+
+@dataclass
+class Calibration:
+    """Observations per layer and direction (``stats[layer][direction]``).
+
+    A :class:`~edgelstm.reference.ModelObserver`: calibration is one
+    :func:`~edgelstm.reference.reference_model` pass per batch with this observing.
+    """
+
+    model: LSTMModel
+    stats: tuple[tuple[DirectionStats, ...], ...]
+    sequences: int = 0
+    head: Observer = field(default_factory=Observer)
+    """The dense head's pre-activation output (logits), when the model has a head."""
+
+    def direction(self, layer: int = 0, direction: int = 0) -> DirectionStats:
+        return self.stats[layer][direction]
+
+    def head_logits(self, z: np.ndarray) -> None:
+        self.head.update(z)
+
+    def observe(self, xs: np.ndarray) -> None:
+        """One batch-major [B, T, I] batch through the whole model."""
+        x = xs.transpose(1, 0, 2) if self.model.time_major else xs
+        reference_model(self.model, x, observer=self)
+        self.sequences += xs.shape[0]
+
+
+class _Progress:
+    """A rich progress bar when wanted and available; silent otherwise."""
+
+    def __init__(self, enabled: bool, total: int | None) -> None:
+        self._progress = None
+        if not enabled:
+            return
+        try:
+            from rich.progress import Progress
+        except ImportError:  # rich is optional
+            return
+        self._progress = Progress(transient=True)
+        self._task = self._progress.add_task("calibrating", total=total)
+
+    def __enter__(self) -> _Progress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def tick(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+def calibrate(
+    model: LSTMModel | LSTMWeights,
+    data: np.ndarray | Iterable[np.ndarray],
+    *,
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> Calibration:
+    """Observe every range the int8 kernel needs on ``data``.
+
+    ``data`` is an [N, T, I] array (each sequence from zero state) or an iterable of
+    [B, T, I] / [T, I] arrays (lengths may differ between items). ``progress``: show a rich
+    progress bar (None = only when stderr is a terminal and the work is long).
+    Raises :class:`~edgelstm.errors.CalibrationError` for unusable data.
+    """
+    model = LSTMModel.of(model)
+    stats = tuple(tuple(DirectionStats(d) for d in layer.directions) for layer in model.layers)
+    calib = Calibration(model, stats)
+    batches: Iterator[np.ndarray] = as_batches(data, model.n_input, batch_size)
+    total = None
+    if isinstance(data, np.ndarray) and data.ndim == 3:
+        total = data.shape[1] * -(-data.shape[0] // batch_size) * _n_directions(model)
+    if progress is None:
+        work = (total or 0) * max(layer.forward.spec.n_cell for layer in model.layers) * batch_size
+        progress = sys.stderr.isatty() and work > 5e7
+    with _Progress(progress, total) as bar:
+        for layer_stats in stats:
+            for direction in layer_stats:
+                direction.tick = bar.tick
+        for xs in batches:
+            calib.observe(xs)
+    for layer_stats in stats:
+        for direction in layer_stats:
+            direction.tick = None
+    return calib
+
+
+def _n_directions(model: LSTMModel) -> int:
+    return sum(len(layer.directions) for layer in model.layers)

@@ -1,0 +1,348 @@
+"""Emit an :class:`~edgelstm.ir.model.LSTMModel` as ONNX: fused LSTM where exact, else composite.
+
+Opset :data:`OPSET` = 17 (IR 8), chosen deliberately: it is the first opset with
+``LayerNormalization`` (needed by the layer-norm composite), has ``LSTM``-14 with every
+feature used here (peepholes, per-direction activations, ``sequence_lens``), ``Scan``-16
+and ``Loop``-16, runs on ORT >= 1.11 and other runtimes, and ORT's dynamic quantizer keeps
+it (``com.microsoft`` ``DynamicQuantizeLSTM`` v1 is added as a second opset import).
+
+Per direction, the ``LSTM`` node is used whenever it computes the canonical cell exactly
+(see :func:`edgelstm.targets.onnx.params.fused_blocker`); otherwise the composite of
+:mod:`edgelstm.targets.onnx.composite`. The I/O contract is in :mod:`edgelstm.targets.onnx.names`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from edgelstm._io import write_bytes_atomic
+from edgelstm.errors import SpecError, UnsupportedError
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.weights import LSTMWeights
+from edgelstm.targets.onnx import OPSET, names
+from edgelstm.targets.onnx.builder import GraphBuilder
+from edgelstm.targets.onnx.composite import DEFAULT_RECURRENCE, RECURRENCES, emit_composite
+from edgelstm.targets.onnx.fused import emit_fused
+from edgelstm.targets.onnx.params import fused_blocker, fused_reason, onnx_params
+
+IR_VERSION = 8
+INT32_MAX = 2**31 - 1
+STATIC_INT8_REASON = (
+    "static int8 is not supported for ONNX: onnxruntime has no integer LSTM kernel "
+    "(quantize_static leaves LSTM float or wraps it in fake-quant QDQ, which is slower); "
+    "use quantize='dynamic' (int8 weights, DynamicQuantizeLSTM / integer MatMuls)"
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How one direction is emitted."""
+
+    layer: int
+    direction: int
+    fused: bool
+    reason: str
+
+
+def plan(model: LSTMModel | LSTMWeights, force_composite: bool = False) -> list[Choice]:
+    """Fused-or-composite decision (with its reason) for every direction of ``model``."""
+    model = LSTMModel.of(model)
+    choices = []
+    for k, layer in enumerate(model.layers):
+        for d, weights in enumerate(layer.directions):
+            blocker = fused_blocker(weights.spec)
+            if force_composite:
+                choices.append(Choice(k, d, False, "composite (forced)"))
+            elif blocker is None:
+                choices.append(Choice(k, d, True, fused_reason(weights.spec)))
+            else:
+                choices.append(Choice(k, d, False, f"composite: {blocker}"))
+    return choices
+
+
+def _reverse_time(gb: GraphBuilder, x: str, lens64: str | None) -> str:
+    """Reverse time-major ``x`` (within each sequence's length when lengths are given)."""
+    if lens64 is not None:
+        return gb.op("ReverseSequence", [x, lens64], hint="rev", batch_axis=1, time_axis=0)
+    return gb.op(
+        "Slice",
+        [
+            x,
+            gb.ints("start", [-1]),
+            gb.ints("end", [-(2**63)]),
+            gb.ints("axes0", [0]),
+            gb.ints("step", [-1]),
+        ],
+        hint="rev",
+    )
+
+
+def _metadata(model: LSTMModel, options: CompileOptions, choices: list[Choice]) -> dict[str, str]:
+    from edgelstm._version import __version__
+
+    layers = [
+        {
+            "forward": layer.forward.spec.to_dict(),
+            "backward": layer.backward.spec.to_dict() if layer.backward is not None else None,
+            "go_backwards": layer.go_backwards,
+            "reverse": layer.reverse,
+        }
+        for layer in model.layers
+    ]
+    digests = [[w.digest() for w in layer.directions] for layer in model.layers]
+    props = {
+        "edgelstm.version": __version__,
+        "edgelstm.source": options.source,
+        "edgelstm.model": model.describe(),
+        "edgelstm.spec": json.dumps(layers, sort_keys=True),
+        "edgelstm.weights_digest": json.dumps(digests),
+        "edgelstm.provenance": json.dumps(dict(model.provenance), sort_keys=True, default=str),
+        "edgelstm.emit": json.dumps(
+            [{"layer": c.layer, "direction": c.direction, "how": c.reason} for c in choices]
+        ),
+        "edgelstm.options": json.dumps(
+            {
+                "return_sequences": model.return_sequences,
+                "return_state": model.return_state,
+                "stateful": model.stateful,
+                "batch": options.batch,
+                "seq_len": options.seq_len,
+                "quantize": options.quantize,
+                "time_major": model.time_major
+                if options.time_major is None
+                else options.time_major,
+            },
+            sort_keys=True,
+        ),
+        "edgelstm.opset": str(OPSET),
+    }
+    for key in ("forget_bias_folded", "forget_bias"):  # importers record the folded value
+        if key in model.provenance:
+            props["edgelstm.folded_forget_bias"] = json.dumps(model.provenance[key], default=str)
+            break
+    if model.head is not None:
+        props["edgelstm.head_digest"] = model.head.digest()
+        props["edgelstm.head_activation"] = model.head.activation
+    return props
+
+
+@dataclass
+class _Ctx:
+    """What every part of one model's graph needs."""
+
+    gb: GraphBuilder
+    model: LSTMModel
+    options: CompileOptions
+    fused: dict[tuple[int, int], bool]
+    recurrence: str
+    batch: int | str
+    batch_1d: str | None = None
+    """Shape(x)[batch] as a 1-D tensor when the batch is dynamic."""
+    lens: str | None = None
+    lens64: str | None = None
+
+
+def _state_inputs(ctx: _Ctx) -> dict[tuple[int, int, str], str]:
+    """Optional initial-state inputs (zero defaults, broadcast to a dynamic batch)."""
+    gb, states = ctx.gb, {}
+    for k, layer in enumerate(ctx.model.layers):
+        for d, weights in enumerate(layer.directions):
+            for which, width in (("h", weights.spec.n_output), ("c", weights.spec.n_cell)):
+                name = names.initial_state(k, d, which)
+                zeros = np.zeros((ctx.options.batch or 1, width), np.float32)
+                value = gb.add_default_input(name, [ctx.batch, width], zeros)
+                if ctx.batch_1d is not None:  # default [1, width] broadcast to the batch
+                    shape = gb.op("Concat", [ctx.batch_1d, gb.ints("width", [width])], axis=0)
+                    value = gb.op("Expand", [value, shape], hint=f"{name}_b")
+                states[k, d, which] = value
+    return states
+
+
+def _sequence_lens_input(ctx: _Ctx, x_tm: str) -> None:
+    """Optional ``sequence_lens`` (default INT32_MAX, clamped to T: full length)."""
+    gb = ctx.gb
+    default = np.full((ctx.options.batch or 1,), INT32_MAX, np.int32)
+    given = gb.add_default_input(names.SEQUENCE_LENS, [ctx.batch], default)
+    if ctx.options.seq_len is not None:  # a fixed T: a constant, not Shape -> Cast
+        t32 = gb.const("seq_len", [ctx.options.seq_len], np.int32)
+    else:
+        t32 = gb.op("Cast", [gb.op("Shape", [x_tm], start=0, end=1)], to=TensorProto.INT32)
+    if ctx.batch_1d is not None:  # default [1] broadcast to the batch
+        given = gb.op("Expand", [given, ctx.batch_1d], hint="lens")
+    ctx.lens = gb.op("Min", [given, t32], hint="lens")
+    if any(layer.go_backwards for layer in ctx.model.layers):
+        ctx.lens64 = gb.op("Cast", [ctx.lens], hint="lens64", to=TensorProto.INT64)
+
+
+def _layer(
+    ctx: _Ctx, k: int, seq: str, states: dict[tuple[int, int, str], str]
+) -> tuple[str, list[tuple[str, str]]]:
+    """Emit layer ``k`` on time-major ``seq``: (output [T,B,F], [(h, c) per direction])."""
+    gb, layer = ctx.gb, ctx.model.layers[k]
+    params = [onnx_params(w) for w in layer.directions]
+    h0 = [states[k, d, "h"] for d in range(len(params))]
+    c0 = [states[k, d, "c"] for d in range(len(params))]
+    hint = f"layer{k}"
+    fused = [ctx.fused[k, d] for d in range(len(params))]
+    if layer.bidirectional and all(fused) and params[0].spec.n_cell == params[1].spec.n_cell:
+        return emit_fused(gb, seq, params, "bidirectional", h0, c0, ctx.lens, hint)
+    ys, finals = [], []
+    for d, p in enumerate(params):
+        dhint = hint + (".backward" if d else "")
+        if fused[d]:
+            inp = _reverse_time(gb, seq, ctx.lens64) if layer.go_backwards else seq
+            direction = "reverse" if layer.realigns(d) else "forward"
+            y, fin = emit_fused(gb, inp, [p], direction, [h0[d]], [c0[d]], ctx.lens, dhint)
+            finals += fin
+        else:
+            y, h, c = emit_composite(
+                gb,
+                seq,
+                p,
+                h0[d],
+                c0[d],
+                reverse_input=layer.runs_reversed(d),
+                reverse_output=layer.realigns(d),
+                hint=dhint,
+                recurrence=ctx.recurrence,
+            )
+            finals.append((h, c))
+        ys.append(y)
+    return (ys[0] if len(ys) == 1 else gb.op("Concat", ys, hint=f"{hint}.y", axis=2)), finals
+
+
+def _swap_time_batch(ctx: _Ctx, value: str, hint: str, to_time_major: bool) -> str:
+    """[B, T, F] <-> [T, B, F]. With a fixed batch of 1 the two layouts hold the same bytes,
+    so a Reshape (no data movement) replaces the Transpose. The structural importer reads it
+    back (a Reshape that only moves size-1 axes). Measured speed gain: within noise."""
+    if ctx.options.batch == 1:
+        shape = [-1, 1, 0] if to_time_major else [1, -1, 0]
+        return ctx.gb.op("Reshape", [value, ctx.gb.ints("layout", shape)], hint=hint)
+    return ctx.gb.op("Transpose", [value], hint=hint, perm=[1, 0, 2])
+
+
+def _head(ctx: _Ctx, seq: str, last_finals: list[tuple[str, str]]) -> str:
+    """Last step (if asked) and the dense head on the time-major output."""
+    gb, model = ctx.gb, ctx.model
+    out = seq
+    if not model.return_sequences:  # last step == final h of every direction (also Keras bidi)
+        last = [h for h, _ in last_finals]
+        out = last[0] if len(last) == 1 else gb.op("Concat", last, hint="last", axis=1)
+    head = model.head
+    if head is not None:
+        if model.return_sequences:
+            out = gb.op("MatMul", [out, gb.const("head.kernelT", head.kernel.T)], hint="head")
+            out = gb.op("Add", [out, gb.const("head.bias", head.bias)], hint="head")
+        else:
+            kernel, bias = gb.const("head.kernel", head.kernel), gb.const("head.bias", head.bias)
+            out = gb.op("Gemm", [out, kernel, bias], hint="head", transB=1)
+        if head.activation == "softmax":
+            out = gb.op("Softmax", [out], hint="softmax", axis=-1)
+    return out
+
+
+def _float_model(
+    model: LSTMModel, options: CompileOptions, force_composite: bool, recurrence: str
+) -> onnx.ModelProto:
+    time_major = options.time_major if options.time_major is not None else model.time_major
+    steps = options.seq_len if options.seq_len is not None else "time"
+    choices = plan(model, force_composite)
+    ctx = _Ctx(
+        GraphBuilder(),
+        model,
+        options,
+        {(c.layer, c.direction): c.fused for c in choices},
+        recurrence,
+        options.batch if options.batch is not None else "batch",
+    )
+    gb = ctx.gb
+    gb.claim(names.OUTPUT)
+    for k, layer in enumerate(model.layers):
+        for d in range(len(layer.directions)):
+            gb.claim(names.final_state(k, d, "h"))
+            gb.claim(names.final_state(k, d, "c"))
+    layout = [steps, ctx.batch] if time_major else [ctx.batch, steps]
+    x = gb.add_input(names.INPUT, [*layout, model.n_input])
+    x_tm = x if time_major else _swap_time_batch(ctx, x, "x_tm", to_time_major=True)
+    if options.batch is None:
+        ctx.batch_1d = gb.op("Shape", [x_tm], hint="batch", start=1, end=2)
+    states = _state_inputs(ctx)
+    if all(c.fused for c in choices):
+        _sequence_lens_input(ctx, x_tm)
+
+    seq = x_tm
+    layer_finals = []
+    for k in range(len(model.layers)):
+        seq, finals = _layer(ctx, k, seq, states)
+        layer_finals.append(finals)
+    out = _head(ctx, seq, layer_finals[-1])
+    if model.return_sequences:
+        if not time_major:
+            out = _swap_time_batch(ctx, out, "y_bm", to_time_major=False)
+        gb.add_output(out, names.OUTPUT, [*layout, model.n_output])
+    else:
+        gb.add_output(out, names.OUTPUT, [ctx.batch, model.n_output])
+    for k, layer in enumerate(model.layers):
+        for d, weights in enumerate(layer.directions):
+            h, c = layer_finals[k][d]
+            gb.add_output(h, names.final_state(k, d, "h"), [ctx.batch, weights.spec.n_output])
+            gb.add_output(c, names.final_state(k, d, "c"), [ctx.batch, weights.spec.n_cell])
+
+    from edgelstm._version import __version__
+
+    proto = helper.make_model(
+        gb.graph("edgelstm"),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="edgelstm",
+        producer_version=__version__,
+        doc_string=model.describe(),
+    )
+    proto.ir_version = IR_VERSION
+    helper.set_model_props(proto, _metadata(model, options, choices))
+    return proto
+
+
+def to_onnx(
+    model: LSTMModel | LSTMWeights,
+    options: CompileOptions | None = None,
+    *,
+    force_composite: bool = False,
+    recurrence: str = DEFAULT_RECURRENCE,
+) -> onnx.ModelProto:
+    """Build the ONNX model (float, or dynamic-int8 when ``options.quantize == "dynamic"``).
+
+    ``force_composite`` emits every direction as the composite (benchmarks, tests);
+    ``recurrence`` is "scan" (default, measured faster) or "loop".
+    """
+    options = options or CompileOptions()
+    if not isinstance(options, CompileOptions):
+        raise SpecError(f"options: expected CompileOptions, found {type(options).__name__}")
+    if recurrence not in RECURRENCES:
+        raise SpecError(f"recurrence: expected one of {RECURRENCES}, found {recurrence!r}")
+    model = LSTMModel.of(model)
+    if options.quantize == "int8":
+        raise UnsupportedError("onnx", STATIC_INT8_REASON)
+    proto = _float_model(model, options, force_composite, recurrence)
+    if options.quantize == "dynamic":
+        from edgelstm.targets.onnx.dynamic import quantize_dynamic_model
+
+        proto = quantize_dynamic_model(proto)
+    return proto
+
+
+def save_onnx(
+    model: LSTMModel | LSTMWeights,
+    path: str | os.PathLike[str],
+    options: CompileOptions | None = None,
+    **kwargs: object,
+) -> None:
+    """Write :func:`to_onnx` to ``path`` atomically (no partial file on failure)."""
+    proto = to_onnx(model, options, **kwargs)  # type: ignore[arg-type]
+    write_bytes_atomic(path, proto.SerializeToString())

@@ -1,0 +1,210 @@
+"""One fused UNIDIRECTIONAL_SEQUENCE_LSTM operator, written from the roles table.
+
+Interface for quantizers (hybrid here, full int8 in ``edgelstm.quant``)
+--------------------------------------------------------------------------
+A writer describes every tensor of the op with a :class:`TensorDesc` (dtype, stored data,
+quantization) and hands them over in one :class:`LSTMOpTensors`:
+
+* ``weights``: role name -> TensorDesc for each weight role the spec has (names from
+  :mod:`edgelstm.ir.roles`; shapes are checked against ``Role.shape(spec)``). Float writes
+  float32; hybrid writes int8 symmetric per-tensor matrices/peepholes with float biases;
+  full int8 writes int8 matrices, int16 peephole/LN coefficients, int32 biases.
+* ``output_state`` / ``cell_state``: dtype and quantization of the two variable tensors
+  (shape is [batch, n_output] / [batch, n_cell]; no data; ``is_variable``).
+* ``output``: dtype and quantization of the op's single output tensor.
+* ``intermediates``: the 5 operator intermediates full int8 needs (empty otherwise); each
+  desc needs an explicit ``shape`` (e.g. ``(0,)`` for FLOAT32 placeholders).
+* ``version`` / ``asymmetric_quantize_inputs``: operator version and option (1 float and full
+  int8, 2 hybrid, 3 hybrid with asymmetric inputs).
+
+:func:`add_lstm_op` then adds the tensors to a :class:`GraphBuilder` in role order, writes
+absent optional inputs as -1 (20 inputs without layer norm, 24 with), and returns the tensor
+indices of the output and the two state variables. Tensor names are
+``{prefix}/{role name}``, ``{prefix}/output_state``, ``{prefix}/cell_state`` and
+``{prefix}/output``; the runner and reader find the states by these indices/names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgelstm.errors import UnsupportedError
+from edgelstm.ir.roles import N_INPUTS, N_INPUTS_NO_LAYER_NORM, ROLES
+from edgelstm.ir.spec import LSTMSpec
+from edgelstm.ir.weights import LSTMWeights
+from edgelstm.targets.tflite.builder import GraphBuilder, Quantization
+from edgelstm.targets.tflite.schema import (
+    ACTIVATION_OF_NAME,
+    BuiltinOperator,
+    BuiltinOptions,
+    schema,
+)
+
+FLOAT_OP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TensorDesc:
+    """How one op tensor is stored: dtype, constant data (None for activations) and quant."""
+
+    dtype: str = "float32"
+    data: np.ndarray | None = None
+    quantization: Quantization | None = None
+    shape: tuple[int, ...] | None = None
+    """Explicit shape (only needed for intermediates and data-less placeholders)."""
+
+
+FLOAT32 = TensorDesc("float32")
+
+
+@dataclass(frozen=True)
+class LSTMOpTensors:
+    """All tensors of one fused LSTM op except its input (see the module docstring)."""
+
+    weights: Mapping[str, TensorDesc]
+    output_state: TensorDesc = FLOAT32
+    cell_state: TensorDesc = FLOAT32
+    output: TensorDesc = FLOAT32
+    intermediates: tuple[TensorDesc, ...] = ()
+    version: int = FLOAT_OP_VERSION
+    asymmetric_quantize_inputs: bool = False
+
+
+@dataclass(frozen=True)
+class LSTMOpResult:
+    """Tensor indices created by :func:`add_lstm_op`."""
+
+    output: int
+    output_state: int
+    cell_state: int
+
+
+def check_activation(spec: LSTMSpec) -> int:
+    """The ActivationFunctionType for ``spec``; refuse activations the kernel gets wrong."""
+    if spec.activation in ACTIVATION_OF_NAME:
+        return ACTIVATION_OF_NAME[spec.activation]
+    if spec.activation == "linear":
+        reason = (
+            "activation 'linear' would be fused_activation_function NONE, which the fused "
+            "UNIDIRECTIONAL_SEQUENCE_LSTM kernel (float and hybrid) accepts but does not "
+            "compute: its output is not the identity-activation LSTM"
+        )
+    elif spec.activation == "sigmoid":
+        reason = (
+            "activation 'sigmoid' has no ActivationFunctionType value, so the fused "
+            "UNIDIRECTIONAL_SEQUENCE_LSTM op cannot express it"
+        )
+    else:  # pragma: no cover - LSTMSpec validates activations
+        reason = f"activation {spec.activation!r} is not supported"
+    raise UnsupportedError("tflite", reason)
+
+
+def float_tensors(weights: LSTMWeights) -> LSTMOpTensors:
+    """Descriptions for a float32 op: every present weight role stored as float32."""
+    return LSTMOpTensors(
+        weights={
+            name: TensorDesc("float32", np.asarray(arr, dtype=np.float32))
+            for name, arr in weights.tensors.items()
+        }
+    )
+
+
+def add_lstm_op(
+    g: GraphBuilder,
+    x: int,
+    spec: LSTMSpec,
+    tensors: LSTMOpTensors,
+    *,
+    prefix: str,
+    batch: int | None,
+    time_major: bool,
+) -> LSTMOpResult:
+    """Add one fused LSTM reading tensor ``x`` ([B,T,I], or [T,B,I] if ``time_major``).
+
+    ``batch`` None makes the state tensors resizable (shape [1, n], signature [-1, n]).
+    """
+    activation = check_activation(spec)
+    n_inputs = N_INPUTS if spec.layer_norm else N_INPUTS_NO_LAYER_NORM
+    expected = {r.name for r in ROLES if r.is_weight and r.present(spec)}
+    if set(tensors.weights) != expected:
+        raise ValueError(
+            f"{prefix}: tensors for roles {sorted(tensors.weights)} do not match "
+            f"{spec.describe()} (expected {sorted(expected)})"
+        )
+    state_rows = batch if batch is not None else 1
+    inputs: list[int] = []
+    states: dict[str, int] = {}
+    for r in ROLES[:n_inputs]:
+        if r.kind == "input":
+            inputs.append(x)
+        elif r.kind == "state":
+            desc = tensors.output_state if r.name == "output_state" else tensors.cell_state
+            width = r.shape(spec)[-1]
+            states[r.name] = g.add_tensor(
+                f"{prefix}/{r.name}",
+                [state_rows, width],
+                desc.dtype,
+                quantization=desc.quantization,
+                is_variable=True,
+                shape_signature=[-1 if batch is None else batch, width],
+            )
+            inputs.append(states[r.name])
+        elif r.name in tensors.weights:
+            desc = tensors.weights[r.name]
+            if desc.data is None:
+                raise ValueError(f"{prefix}/{r.name}: a weight needs data")
+            data = np.asarray(desc.data)
+            if data.shape != r.shape(spec):
+                raise ValueError(
+                    f"{prefix}/{r.name}: shape {list(data.shape)} != {list(r.shape(spec))}"
+                )
+            inputs.append(
+                g.add_tensor(
+                    f"{prefix}/{r.name}",
+                    data.shape,
+                    desc.dtype,
+                    data=data,
+                    quantization=desc.quantization,
+                )
+            )
+        else:
+            inputs.append(-1)
+
+    in_shape = g.tensor_shape(x)
+    in_sig = g.tensor_signature(x)
+    out = tensors.output
+    output = g.add_tensor(
+        f"{prefix}/output",
+        in_shape[:-1] + [spec.n_output],
+        out.dtype,
+        quantization=out.quantization,
+        shape_signature=in_sig[:-1] + [spec.n_output],
+    )
+    intermediates = [
+        g.add_tensor(
+            f"{prefix}/intermediate_{k}",
+            d.shape if d.shape is not None else np.shape(d.data),
+            d.dtype,
+            quantization=d.quantization,
+        )
+        for k, d in enumerate(tensors.intermediates)
+    ]
+    opts = schema.UnidirectionalSequenceLSTMOptionsT()
+    opts.fusedActivationFunction = activation
+    opts.cellClip = float(spec.cell_clip)
+    opts.projClip = float(spec.proj_clip)
+    opts.timeMajor = bool(time_major)
+    opts.asymmetricQuantizeInputs = bool(tensors.asymmetric_quantize_inputs)
+    g.add_operator(
+        BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM,
+        inputs,
+        [output],
+        BuiltinOptions.UnidirectionalSequenceLSTMOptions,
+        opts,
+        version=tensors.version,
+        intermediates=intermediates or None,
+    )
+    return LSTMOpResult(output, states["output_state"], states["cell_state"])

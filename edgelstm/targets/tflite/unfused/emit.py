@@ -1,0 +1,317 @@
+"""The unfused TFLite lowering: hoisted input GEMM + a recurrence XNNPACK can run.
+
+XNNPACK does not take the fused UNIDIRECTIONAL_SEQUENCE_LSTM (and a model with variable
+tensors is not delegated at all), so this lowering writes the LSTM as ordinary ops:
+
+1. per layer, the input projection of every time step and every direction as ONE
+   FULLY_CONNECTED over [B, T, I] (keep_num_dims; a bidirectional layer stacks both
+   directions' weights: one GEMM), gate biases folded in when there is no layer norm;
+2. the recurrence (:mod:`.loop`) either fully unrolled or as a WHILE loop of
+   K steps per trip, each step one recurrent FULLY_CONNECTED plus elementwise ops
+   (:mod:`.cell`) for every feature: CIFG, peephole, projection ± bias,
+   cell/projection clips, layer norm, any activation;
+3. stacking, bidirectional concat, go_backwards, last step, dense head as in the fused graph.
+
+Quantization (``options.quantize``): "none" float32; "dynamic" int8 per-channel weights
+with float activations (XNNPACK's dynamic-range FC); "int8" static int8 matrix products
+with calibrated activation ranges and float gate math (see :mod:`.cell`).
+
+Graph interface (signature ``serving_default``): inputs ``input`` ([B, T, I], or [T, B, I]
+when time-major) then, per layer k and direction, ``layer{k}/{forward|backward}/initial_h``
+[B, P] and ``.../initial_c`` [B, N] (TFLite has no optional inputs: feed zeros for a zero
+state; :class:`edgelstm.runtime.LiteRTRunner` does). Outputs: ``output``, then (with
+``return_state``) ``state_h``/``state_c`` of the last layer like the fused graph, then the
+other final states ``layer{k}/{dir}/final_h`` / ``final_c``; feeding finals back as initial
+states streams a long sequence in chunks. The metadata entry ``edgelstm`` (same format as
+the fused graph's) adds ``lowering`` and ``state_io`` (which signature names carry state).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgelstm.errors import UnsupportedError
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.weights import LSTMWeights
+from edgelstm.targets.tflite.builder import GraphBuilder, Quantization
+from edgelstm.targets.tflite.metadata import (
+    DIRECTION_NAMES,
+    METADATA_NAME,
+    build_metadata,
+    encode_metadata,
+)
+from edgelstm.targets.tflite.unfused.cell import StaticQuant, int32_bias
+from edgelstm.targets.tflite.unfused.loop import Direction, unrolled, while_loop
+from edgelstm.targets.tflite.unfused.ops import Ops
+from edgelstm.targets.tflite.unfused.params import (
+    direction_params,
+    quantize_per_channel,
+    stacked_input_weights,
+)
+
+SCHEDULES = ("auto", "while", "unrolled")
+UNROLL_BUDGET = 8 << 20
+"""``auto`` unrolls fully while T copies of the recurrent weights (XNNPACK packs one per
+FULLY_CONNECTED node) stay within this. Measured crossover (T=5/10/20/50, input 128):
+H=64 dynamic unrolled wins at every T (0.8 MB at T=50); H=256 dynamic wins at T=20 (5 MB,
+0.23 vs 0.26 ms) and loses at T=50 (12.8 MB, 0.78 vs 0.63); H=256 float wins at T=5 (5 MB),
+ties at T=10 (10 MB), loses at T=20 (1.05 vs 0.58 ms)."""
+MAX_CHUNK = 5
+CHUNK_BUDGET = 6 << 20
+"""Steps per WHILE trip: the largest divisor of T up to :data:`MAX_CHUNK` whose weight copies
+fit this. Measured (T=50, dynamic): H=256 K=1 0.75, K=2 0.69, K=5 0.62, K=10 0.61 ms; H=1024
+(4 MB of weights) K=1 6.1, K=2 6.2, K=5 12.3 ms."""
+SEGMENT_BUDGET = 64 << 10
+"""Output buffer bytes per WHILE op (see :func:`.loop.while_loop`): each
+trip copies its buffer twice, each extra WHILE op costs ~12 us. Measured H=1024 K=1: one
+50-step buffer 6.27 ms, 10-step segments 5.84, 5-step 5.79; H=256 K=5: 50-step 0.64,
+10-step 0.68."""
+
+
+def recurrent_bytes(model: LSTMModel, quantize: str) -> int:
+    """Bytes of the recurrent (and projection) weights of every direction."""
+    per = 4 if quantize == "none" else 1
+    total = 0
+    for layer in model.layers:
+        for d in layer.directions:
+            s = d.spec
+            total += (4 - s.cifg) * s.n_cell * s.n_output + s.projection * s.n_cell * s.n_output
+    return total * per
+
+
+def while_plan(
+    model: LSTMModel,
+    steps: int | None,
+    quantize: str,
+    batch: int | None = 1,
+    chunk: int | None = None,
+) -> tuple[int, int | None]:
+    """(steps per trip, segment) of a WHILE schedule; ``chunk`` fixes the first."""
+    if steps is None:
+        return 1, None
+    weights = recurrent_bytes(model, quantize)
+    divisors = [k for k in range(1, steps + 1) if steps % k == 0]
+    if chunk is None:
+        chunk = max(
+            k for k in divisors if k <= MAX_CHUNK and (k == 1 or k * weights <= CHUNK_BUDGET)
+        )
+    width = max(layer.n_output for layer in model.layers) * (batch or 1) * 4
+    fits = [s for s in divisors if s % chunk == 0 and s * width <= SEGMENT_BUDGET]
+    return chunk, max(fits) if fits else chunk
+
+
+def choose_schedule(
+    model: LSTMModel, steps: int | None, quantize: str, batch: int | None = 1
+) -> tuple[str, int, int | None]:
+    """(kind, steps per trip, segment) ``auto`` picks; see the budgets above."""
+    if steps is not None and recurrent_bytes(model, quantize) * steps <= UNROLL_BUDGET:
+        return "unrolled", steps, None
+    return ("while", *while_plan(model, steps, quantize, batch))
+
+
+class _Lowering:
+    def __init__(
+        self,
+        model: LSTMModel,
+        options: CompileOptions,
+        schedule: str,
+        chunk: int,
+        statics: dict | None,
+        segment: int | None = None,
+    ) -> None:
+        from edgelstm._version import __version__
+
+        self.model, self.options = model, options
+        self.time_major = model.time_major if options.time_major is None else options.time_major
+        self.g = GraphBuilder(f"edgelstm {__version__} unfused")
+        self.ops = Ops(self.g, "")
+        self.batch = options.batch if options.batch is not None else -1
+        self.steps = options.seq_len
+        self.schedule, self.chunk, self.statics = schedule, chunk, statics or {}
+        self.segment = segment
+        self.mode = options.quantize
+        self.state_io: list[dict] = []
+
+    def input_projection(self, k: int, seq: int, params: list) -> int:
+        ops, mode = self.ops, self.mode
+        w, bias, _ = stacked_input_weights(params)
+        units = w.shape[0]
+        if mode == "none":
+            wt, bt = ops.const(f"layer{k}/input_weights", w), ops.const(f"layer{k}/bias", bias)
+            return ops.fc(seq, wt, bt, units, keep_dims=True, hint=f"layer{k}/xw")
+        qm = quantize_per_channel(w)
+        wt = ops.const(f"layer{k}/input_weights", qm.q, "int8", qm.quantization())
+        if mode == "dynamic":
+            bt = ops.const(f"layer{k}/bias", bias)
+            return ops.fc(seq, wt, bt, units, keep_dims=True, hybrid=True, hint=f"layer{k}/xw")
+        q_in, q_out = self.statics[("input", k)], self.statics[("xw", k)]
+        scales = qm.scales.astype(np.float64) * q_in.scale[0]
+        bq = Quantization(tuple(float(s) for s in scales), (0,) * len(scales))
+        bt = ops.const(f"layer{k}/bias", int32_bias(bias, q_in.scale[0], qm.scales), "int32", bq)
+        xq = ops.quantize(seq, q_in)
+        y = ops.fc(xq, wt, bt, units, keep_dims=True, out_dtype="int8", quant=q_out)
+        return ops.dequantize(y)
+
+    def initial_state(self, k: int, d: int, which: str, width: int) -> int:
+        name = f"layer{k}/{DIRECTION_NAMES[d]}/initial_{which}"
+        t = self.ops.tensor(name, [self.batch, width])
+        self.g.add_input(name, t)
+        return t
+
+    def build(self) -> bytes:
+        model, ops = self.model, self.ops
+        x = ops.tensor("input", self._layout([self.batch, self.steps or -1, model.n_input]))
+        self.g.add_input("input", x)
+        seq = ops.transpose(x, [1, 0, 2]) if self.time_major else x
+        rank, finals = 3, []
+        for k, layer in enumerate(model.layers):
+            last = k == len(model.layers) - 1
+            params = [direction_params(w) for w in layer.directions]
+            xw = self.input_projection(k, seq, params)
+            _, _, offsets = stacked_input_weights(params)
+            dirs = []
+            for d, p in enumerate(params):
+                h0 = self.initial_state(k, d, "h", p.spec.n_output)
+                c0 = self.initial_state(k, d, "c", p.spec.n_cell)
+                dirs.append(
+                    Direction(
+                        name=f"layer{k}/{DIRECTION_NAMES[d]}",
+                        params=p,
+                        offset=offsets[d],
+                        reverse=layer.runs_reversed(d),
+                        realign=layer.realigns(d),
+                        h0=h0,
+                        c0=c0,
+                        static=self.statics.get(("cell", k, d)),
+                    )
+                )
+            keep = not (last and not model.return_sequences)
+            if self.schedule == "unrolled":
+                results = unrolled(ops, xw, dirs, self.steps, self.mode, keep)
+            else:
+                results = while_loop(
+                    self.g, ops, xw, dirs, self.steps, self.chunk, self.mode, keep, self.segment
+                )
+            finals.append(results)
+            if keep:
+                parts = [r.sequence for r in results]
+            else:
+                parts, rank = [r.h for r in results], 2
+            seq = parts[0] if len(parts) == 1 else ops.concat(parts, -1)
+        if model.head is not None:
+            seq = self.head(seq, rank)
+        if rank == 3 and self.time_major:
+            seq = ops.transpose(seq, [1, 0, 2])
+        return self.finish(seq, finals)
+
+    def _layout(self, shape: list[int]) -> list[int]:
+        return [shape[1], shape[0], shape[2]] if self.time_major else shape
+
+    def head(self, seq: int, rank: int) -> int:
+        head, ops = self.model.head, self.ops
+        assert head is not None
+        kernel = ops.const("head/kernel", head.kernel.astype(np.float32))
+        bias = ops.const("head/bias", head.bias.astype(np.float32))
+        out = ops.fc(seq, kernel, bias, head.units, keep_dims=rank == 3, hint="head/dense")
+        return ops.softmax(out) if head.activation == "softmax" else out
+
+    def finish(self, out: int, finals: list) -> bytes:
+        model = self.model
+        outputs = [("output", out)]
+        exposed = set()
+        if model.return_state:
+            bidi = model.layers[-1].bidirectional
+            for d, r in enumerate(finals[-1]):
+                suffix = f"_{DIRECTION_NAMES[d]}" if bidi else ""
+                outputs += [(f"state_h{suffix}", r.h), (f"state_c{suffix}", r.c)]
+                exposed.add((len(finals) - 1, d))
+        for k, results in enumerate(finals):
+            for d, r in enumerate(results):
+                prefix = f"layer{k}/{DIRECTION_NAMES[d]}"
+                if (k, d) in exposed:
+                    suffix = f"_{DIRECTION_NAMES[d]}" if len(results) > 1 else ""
+                    fh, fc = f"state_h{suffix}", f"state_c{suffix}"
+                else:
+                    fh, fc = f"{prefix}/final_h", f"{prefix}/final_c"
+                    outputs += [(fh, r.h), (fc, r.c)]
+                self.state_io.append(
+                    {
+                        "layer": k,
+                        "direction": d,
+                        "initial_h": f"{prefix}/initial_h",
+                        "initial_c": f"{prefix}/initial_c",
+                        "final_h": fh,
+                        "final_c": fc,
+                    }
+                )
+        for name, tensor in outputs:
+            self.g.add_output(name, tensor)
+        meta = build_metadata(
+            model, self.options, time_major=self.time_major, outputs=[n for n, _ in outputs]
+        )
+        meta["lowering"] = {
+            "kind": "unfused",
+            "schedule": self.schedule,
+            "steps_per_trip": self.chunk,
+            "segment": self.segment,
+            "quantize": self.mode,
+        }
+        meta["state_io"] = self.state_io
+        self.g.add_metadata(METADATA_NAME, encode_metadata(meta))
+        return self.g.finish()
+
+
+def to_tflite_unfused(
+    model: LSTMModel | LSTMWeights,
+    options: CompileOptions | None = None,
+    *,
+    schedule: str = "auto",
+    chunk: int | None = None,
+    segment: int | None = None,
+) -> bytes:
+    """Compile ``model`` with the unfused lowering (see the module docstring).
+
+    ``schedule``: "auto" (:func:`choose_schedule`), "unrolled" (needs ``options.seq_len``)
+    or "while" with ``chunk`` steps per trip (a divisor of T) and output ``segment`` (a
+    multiple of ``chunk`` dividing T); None picks them (:func:`while_plan`).
+    ``options.quantize`` "int8" calibrates on ``options.calibration`` ([N, T, I]).
+    """
+    model = LSTMModel.of(model)
+    options = options if options is not None else CompileOptions()
+    if schedule not in SCHEDULES:
+        raise UnsupportedError("tflite-unfused", f"schedule must be one of {SCHEDULES}")
+    steps = options.seq_len
+    if schedule == "auto":
+        schedule, chunk, segment = choose_schedule(model, steps, options.quantize, options.batch)
+    elif schedule == "unrolled":
+        if steps is None:
+            raise UnsupportedError(
+                "tflite-unfused", "an unrolled recurrence needs a fixed sequence length (seq_len)"
+            )
+        chunk, segment = steps, None
+    else:
+        if steps is None and chunk not in (None, 1):
+            raise UnsupportedError(
+                "tflite-unfused", "a dynamic sequence length needs 1 step per WHILE trip"
+            )
+        if steps is not None and chunk is not None and (chunk < 1 or steps % chunk):
+            raise UnsupportedError(
+                "tflite-unfused", f"steps per trip {chunk} must divide the sequence length {steps}"
+            )
+        chunk, auto_segment = while_plan(model, steps, options.quantize, options.batch, chunk)
+        segment = auto_segment if segment is None else segment
+        if steps is not None and (segment % chunk or steps % segment):
+            raise UnsupportedError(
+                "tflite-unfused",
+                f"segment {segment} must divide T={steps} and be a multiple of {chunk}",
+            )
+    statics = None
+    if options.quantize == "int8":
+        from edgelstm.targets.tflite.unfused.calibrate import static_params
+
+        statics = static_params(model, options)
+    return _Lowering(model, options, schedule, chunk, statics, segment).build()
+
+
+__all__ = ["SCHEDULES", "StaticQuant", "choose_schedule", "to_tflite_unfused", "while_plan"]
