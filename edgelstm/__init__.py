@@ -19,6 +19,7 @@ from edgelstm.errors import (
 )
 from edgelstm.importers.npz import from_npz, save_npz
 from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
+from edgelstm.ir.options import CompileOptions, Int8Options, OnnxOptions, UnfusedOptions
 from edgelstm.ir.roles import ROLES, Role
 from edgelstm.ir.spec import ACTIVATIONS, LSTMSpec
 from edgelstm.ir.weights import LSTMWeights
@@ -35,8 +36,8 @@ _LAZY: dict[str, str] = {
     "from_tf_cell": "edgelstm.importers",
     "from_tf_checkpoint": "edgelstm.importers",
     "from_torch": "edgelstm.importers",
-    "ModelInfo": "edgelstm.inspect.info",
-    "inspect_model": "edgelstm.inspect.info",
+    "ModelInfo": "edgelstm.inspect",
+    "inspect_model": "edgelstm.inspect",
     "save_onnx": "edgelstm.targets.onnx",
     "to_onnx": "edgelstm.targets.onnx",
     "optimize_latency": "edgelstm.measure.optimize",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
         from_tf_checkpoint,
         from_torch,
     )
-    from edgelstm.inspect.info import ModelInfo, inspect_model
+    from edgelstm.inspect import ModelInfo, inspect_model
     from edgelstm.measure.bench import BenchResult, bench
     from edgelstm.measure.optimize import optimize_latency
     from edgelstm.measure.report import Report, build_report, write_report
@@ -92,9 +93,11 @@ __all__ = [
     "ROLES",
     "BenchResult",
     "CalibrationError",
+    "CompileOptions",
     "DenseHead",
     "EdgeLSTMError",
     "InputDataError",
+    "Int8Options",
     "LSTMLayer",
     "LSTMModel",
     "LSTMSpec",
@@ -102,10 +105,12 @@ __all__ = [
     "ModelFileError",
     "ModelInfo",
     "ModelOutput",
+    "OnnxOptions",
     "Report",
     "Role",
     "Runner",
     "SpecError",
+    "UnfusedOptions",
     "UnsupportedError",
     "VerifyResult",
     "WeightsError",

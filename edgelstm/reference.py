@@ -16,6 +16,7 @@ import numpy as np
 
 from edgelstm.errors import InputDataError
 from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.roles import name_of
 from edgelstm.ir.weights import LSTMWeights
 
 LAYER_NORM_EPSILON = 1e-8
@@ -130,18 +131,18 @@ def reference(
     act = ACTIVATION_FUNCTIONS[spec.activation]
     gates = ("forget", "cell", "output") if spec.cifg else ("input", "forget", "cell", "output")
     # Input contributions for all steps at once: [B, T, N] per gate.
-    xw = {g: xs @ w[f"input_to_{g}_weights"].T for g in gates}
+    xw = {g: xs @ w[name_of("weight", g)].T for g in gates}
     out = np.empty((batch, steps, spec.n_output))
 
     def pre(g: str, t: int, cell: np.ndarray) -> np.ndarray:
-        z = xw[g][:, t] + h @ w[f"recurrent_to_{g}_weights"].T
+        z = xw[g][:, t] + h @ w[name_of("recurrent", g)].T
         partials = (xw[g][:, t], z) if observer is not None else ()
         if spec.peephole and g != "cell":
-            z = z + cell * w[f"cell_to_{g}_weights"]
+            z = z + cell * w[name_of("peephole", g)]
             partials += (z,) if observer is not None else ()
         if spec.layer_norm:
-            z = _layer_norm(z) * w[f"{g}_layer_norm_coefficients"]
-        z = z + w[f"{g}_gate_bias"]
+            z = _layer_norm(z) * w[name_of("ln", g)]
+        z = z + w[name_of("bias", g)]
         if observer is not None:
             observer.gate(g, partials, z)
         return z
@@ -200,16 +201,18 @@ def reference_model(
             f"found {len(initial_states)}"
         )
     states = []
-    for k, layer in enumerate(model.layers):
-        given = initial_states[k] if initial_states is not None else [None] * 2
+    for visit in model.walk_layers():
+        given = initial_states[visit.k] if initial_states is not None else [None] * 2
         if given is None:
             given = [None] * 2
         outs, finals = [], []
-        for d, weights in enumerate(layer.directions):
-            inp = seq[:, ::-1] if layer.runs_reversed(d) else seq
-            watch = observer.direction(k, d) if observer is not None else None
-            y, state = reference(weights, inp, given[d] if d < len(given) else None, False, watch)
-            if layer.realigns(d):  # outputs back in input-time order
+        for v in visit.directions:
+            inp = seq[:, ::-1] if v.runs_reversed else seq
+            watch = observer.direction(v.k, v.d) if observer is not None else None
+            y, state = reference(
+                v.weights, inp, given[v.d] if v.d < len(given) else None, False, watch
+            )
+            if v.realigns:  # outputs back in input-time order
                 y = y[:, ::-1]
             outs.append(y)
             finals.append(state)

@@ -206,7 +206,8 @@ def measure(out: Path, units: int, runs: int, repeats: int, memory: bool) -> dic
 
     from edgelstm import from_npz, reference_model
     from edgelstm.errors import EdgeLSTMError
-    from edgelstm.measure.verify import error_stats, run_model
+    from edgelstm.measure.verify import error_stats
+    from edgelstm.runtime.feeding import run_model
     from edgelstm.runtime.select import open_runner
 
     rng = np.random.default_rng(SEED)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 N_INPUT = 128
@@ -21,7 +22,7 @@ N_INPUT = 128
 
 def crossover(runs: int) -> str:
     from edgelstm.ir.model import LSTMModel
-    from edgelstm.ir.options import CompileOptions
+    from edgelstm.ir.options import CompileOptions, UnfusedOptions
     from edgelstm.ir.spec import LSTMSpec
     from edgelstm.ir.weights import LSTMWeights
     from edgelstm.measure.bench import bench, text_table
@@ -38,11 +39,8 @@ def crossover(runs: int) -> str:
                 paths = []
                 for sched in ("unrolled", "while"):
                     path = Path(tmp, f"{units}_{quant}_{steps}_{sched}.tflite")
-                    path.write_bytes(
-                        to_tflite_unfused(
-                            model, options, schedule=sched, chunk=chunk, segment=segment
-                        )
-                    )
+                    schedule = UnfusedOptions(sched, chunk, segment)  # type: ignore[arg-type]
+                    path.write_bytes(to_tflite_unfused(model, replace(options, unfused=schedule)))
                     paths.append(path)
                 unr, whl = bench(paths, runs=runs, memory=False, show_progress=False)
                 copies = recurrent_bytes(model, quant) * steps / 2**20

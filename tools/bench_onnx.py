@@ -12,6 +12,7 @@ Usage: ``.venv/bin/python tools/bench_onnx.py [--rounds N] [--skip-tf]``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -27,7 +28,7 @@ import onnx
 import onnxruntime as ort
 
 from edgelstm import LSTMModel, LSTMSpec, LSTMWeights, reference_model, to_onnx
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import CompileOptions, OnnxOptions
 
 T, BATCH, N_INPUT = 50, 1, 128
 
@@ -79,6 +80,12 @@ def _input(n_input: int = N_INPUT, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (BATCH, T, n_input)).astype(np.float32)
 
 
+def composite(options: CompileOptions, recurrence: str = "scan") -> CompileOptions:
+    """``options`` forcing the composite graph with this recurrence."""
+    onnx_options = OnnxOptions(force_composite=True, recurrence=recurrence)  # type: ignore[arg-type]
+    return dataclasses.replace(options, onnx=onnx_options)
+
+
 def bench_composite_vs_fused(hidden: int, rounds: int, rows: list[Row]) -> None:
     model = LSTMModel.of(LSTMWeights.random(LSTMSpec(N_INPUT, hidden), seed=hidden))
     options = CompileOptions(batch=BATCH, seq_len=T)
@@ -86,8 +93,8 @@ def bench_composite_vs_fused(hidden: int, rounds: int, rows: list[Row]) -> None:
     ref = reference_model(model, x).output
     sessions = {
         "fused LSTM": session(to_onnx(model, options)),
-        "composite Scan": session(to_onnx(model, options, force_composite=True)),
-        "composite Loop": session(to_onnx(model, options, force_composite=True, recurrence="loop")),
+        "composite Scan": session(to_onnx(model, composite(options))),
+        "composite Loop": session(to_onnx(model, composite(options, "loop"))),
     }
     med = interleaved({k: _runner(s, x) for k, s in sessions.items()}, rounds)
     target = {256: "<= 1.5x", 1024: "<= 1.1x"}.get(hidden, "")

@@ -188,7 +188,6 @@ def compile_variant(
         quantize=quantize,  # type: ignore[arg-type]
         calibration=calib if quantize == "int8" else None,
         source="tools/demo_char_lm.py",
-        extra={"int8_io": False} if quantize == "int8" else {},
     )
     if fmt == "tflite":
         from edgelstm.targets.tflite import save_tflite

@@ -192,9 +192,8 @@ def model_digest(model: LSTMModel) -> str:
     (return_sequences, ...) and the provenance are not part of it.
     """
     h = hashlib.sha256()
-    for k, layer in enumerate(model.layers):
-        for d, weights in enumerate(layer.directions):
-            h.update(f"layer{k}.{d}:{weights.digest()};".encode())
+    for v in model.walk():
+        h.update(f"layer{v.k}.{v.d}:{v.weights.digest()};".encode())
     if model.head is not None:
         h.update(f"head:{model.head.activation};".encode())
         for tensor in (model.head.kernel, model.head.bias):

@@ -96,7 +96,7 @@ def _optimize(args: argparse.Namespace, model, options, out: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from edgelstm.importers.load import load_source
-    from edgelstm.ir.options import CompileOptions
+    from edgelstm.ir.options import CompileOptions, Int8Options
 
     out = Path(args.output)
     suffix = out.suffix.lower()
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         calibration=calibration,
         source=Path(args.source).name,
-        extra={"int8_io": True} if args.int8_io else {},
+        int8=Int8Options(io=args.int8_io),
     )
     if args.optimize == "latency":
         return _optimize(args, model, options, out)

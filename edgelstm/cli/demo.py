@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from edgelstm.demo.run import print_table, run_demo, summary_lines
+    from edgelstm.demo.run import run_demo
+    from edgelstm.demo.table import print_table, summary_lines
 
     def log(msg: str) -> None:
         print(f"demo: {msg}", file=sys.stderr, flush=True)

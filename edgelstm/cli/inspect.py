@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from edgelstm.inspect.info import format_info, inspect_model
+    from edgelstm.inspect import format_info, inspect_model
 
     info = inspect_model(args.model)
     text = json.dumps(info.to_dict(), indent=2, default=str) if args.json else format_info(info)

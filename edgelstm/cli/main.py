@@ -1,6 +1,7 @@
 """Command line: a thin layer over the Python API.
 
-Each command lives in :mod:`edgelstm.cli.commands` (``add_parser``/``run``). Every
+Each command lives in its own module ``edgelstm.cli.<name>`` (``add_parser``/``run``),
+listed in :data:`edgelstm.cli.commands.COMMANDS`. Every
 :class:`~edgelstm.errors.EdgeLSTMError` becomes one line on stderr and exit code 2
 (``--debug`` shows the traceback). Heavy modules are imported inside the commands.
 """

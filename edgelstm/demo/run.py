@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -162,7 +161,6 @@ def _compile(model: Any, variant: Variant, path: Path, calibration: np.ndarray) 
         quantize=variant.quantize,  # type: ignore[arg-type]
         calibration=calibration if variant.quantize == "int8" else None,
         source=f"edgelstm demo ({path.stem})",
-        extra={"int8_io": False} if variant.quantize == "int8" else {},
     )
     if variant.format == "tflite":
         from edgelstm.targets.tflite import save_tflite
@@ -176,7 +174,7 @@ def _compile(model: Any, variant: Variant, path: Path, calibration: np.ndarray) 
 
 def _predict(path: Path, x: np.ndarray, threads: int) -> tuple[np.ndarray, str]:
     """Class probabilities of ``x`` [N, T, I] on the model's own interpreter, one batch."""
-    from edgelstm.measure.verify import run_model
+    from edgelstm.runtime.feeding import run_model
     from edgelstm.runtime.select import open_runner
 
     with open_runner(path, "auto", threads, probe=False) as runner:
@@ -194,12 +192,7 @@ def run_demo(
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Compile, verify, score, bench (and report) the bundled classifier; see module doc."""
-    from edgelstm.demo.data import bundled_path
     from edgelstm.errors import InputDataError
-    from edgelstm.importers.npz import from_npz
-    from edgelstm.measure.bench import bench
-    from edgelstm.measure.verify import verify
-    from edgelstm.reference import reference_model
 
     say = log or (lambda _msg: None)
     if model not in MODELS:
@@ -209,72 +202,22 @@ def run_demo(
     warmup = min(20, runs) if warmup is None else warmup
     start = time.perf_counter()
     out = prepare_out_dir(out_dir)
-    model_file, features = MODELS[model]
-    src_path = bundled_path(model_file)
-    with np.load(bundled_path(DATA_FILE), allow_pickle=False) as data:
-        x_train = data["x_train"].astype(np.float32)
-        x_test = data["x_test"].astype(np.float32)
-        y_test = data["y_test"].astype(np.int64)
-    src = from_npz(src_path)
-    description = f"{src.describe().removeprefix('[0] ')} ({features})"
-    say(f"model: {src_path.name}: {description}")
-    ref_pred = reference_model(src, x_test).output.argmax(-1)
-    ref_correct = int((ref_pred == y_test).sum())
-    say(f"reference (float64): {ref_correct}/{len(y_test)} correct on the test split")
+    src_path, src, description, split = _load_bundled(model, say)
+    _, x_test, y_test = split
+    ref_correct = _reference_correct(src, x_test, y_test, say)
 
     prefix = model.replace("-", "_")
     paths = [out / v.filename(prefix) for v in VARIANTS]
-    checks = []
-    for v, p in zip(VARIANTS, paths, strict=True):
-        say(f"compile {v.name} -> {p.name}")
-        _compile(src, v, p, x_train)
-    for v, p in zip(VARIANTS, paths, strict=True):
-        say(f"verify + score {v.name} on the {len(y_test)} test utterances")
-        vr = verify(p, str(src_path), x_test, threads=threads, run_framework=False, probe=False)
-        probs, backend = _predict(p, x_test, threads)
-        correct = int((probs.argmax(-1) == y_test).sum())
-        checks.append((vr, correct, backend))
+    checks = _compile_and_score(src, src_path, paths, split, threads, say)
     say(f"bench {len(paths)} variants interleaved: {runs} runs each, batch 1, {SEQ_LEN} steps")
-    timings = bench(
-        paths,
-        threads=threads,
-        runs=runs,
-        warmup=warmup,
-        batch=1,
-        seq_len=SEQ_LEN,
-        memory=True,
-        probe=False,  # the variants compiled just above
-    )
-    float_size = {
-        v.format: t.size_bytes
-        for v, t in zip(VARIANTS, timings, strict=True)
-        if v.quantize == "none"
-    }
-    rows = [
-        VariantResult(
-            name=v.name,
-            path=str(p),
-            format=v.format,
-            quantization=vr.quantization,
-            backend=backend,
-            correct=correct,
-            total=len(y_test),
-            max_abs_error=vr.max_abs,
-            p50_ms=t.p50_ms,
-            ratio=t.ratio,
-            size_bytes=t.size_bytes,
-            size_ratio=t.size_bytes / float_size[v.format],
-            peak_rss_mb=t.peak_rss_mb,
-        )
-        for v, p, (vr, correct, backend), t in zip(VARIANTS, paths, checks, timings, strict=True)
-    ]
+    timings = _bench(paths, runs, warmup, threads)
     result = DemoResult(
         model=model,
         description=description,
         source=src_path.name,
         reference_correct=ref_correct,
         total=len(y_test),
-        variants=rows,
+        variants=_variant_rows(paths, checks, timings, len(y_test)),
         threads=threads,
         runs=runs,
         warmup=warmup,
@@ -292,6 +235,108 @@ def run_demo(
 
     write_bytes_atomic(out / f"{prefix}_demo.json", json.dumps(result.to_dict(), indent=2).encode())
     return result
+
+
+_Split = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(x_train, x_test, y_test) of the bundled data set."""
+
+
+def _load_bundled(model: str, say: Callable[[str], None]) -> tuple[Path, Any, str, _Split]:
+    """(source path, source model, its description, the data split) of ``--model``."""
+    from edgelstm.demo.data import bundled_path
+    from edgelstm.importers.npz import from_npz
+
+    model_file, features = MODELS[model]
+    src_path = bundled_path(model_file)
+    with np.load(bundled_path(DATA_FILE), allow_pickle=False) as data:
+        x_train = data["x_train"].astype(np.float32)
+        x_test = data["x_test"].astype(np.float32)
+        y_test = data["y_test"].astype(np.int64)
+    src = from_npz(src_path)
+    description = f"{src.describe().removeprefix('[0] ')} ({features})"
+    say(f"model: {src_path.name}: {description}")
+    return src_path, src, description, (x_train, x_test, y_test)
+
+
+def _reference_correct(
+    src: Any, x_test: np.ndarray, y_test: np.ndarray, say: Callable[[str], None]
+) -> int:
+    """Test utterances the float64 reference classifies correctly."""
+    from edgelstm.reference import reference_model
+
+    ref_pred = reference_model(src, x_test).output.argmax(-1)
+    ref_correct = int((ref_pred == y_test).sum())
+    say(f"reference (float64): {ref_correct}/{len(y_test)} correct on the test split")
+    return ref_correct
+
+
+def _compile_and_score(
+    src: Any,
+    src_path: Path,
+    paths: list[Path],
+    split: _Split,
+    threads: int,
+    say: Callable[[str], None],
+) -> list[tuple[Any, int, str]]:
+    """Compile every variant, then (verify result, correct count, backend) of each."""
+    from edgelstm.measure.verify import verify
+
+    x_train, x_test, y_test = split
+    for v, p in zip(VARIANTS, paths, strict=True):
+        say(f"compile {v.name} -> {p.name}")
+        _compile(src, v, p, x_train)
+    checks = []
+    for v, p in zip(VARIANTS, paths, strict=True):
+        say(f"verify + score {v.name} on the {len(y_test)} test utterances")
+        vr = verify(p, str(src_path), x_test, threads=threads, run_framework=False, probe=False)
+        probs, backend = _predict(p, x_test, threads)
+        correct = int((probs.argmax(-1) == y_test).sum())
+        checks.append((vr, correct, backend))
+    return checks
+
+
+def _bench(paths: list[Path], runs: int, warmup: int, threads: int) -> list[Any]:
+    """Every variant timed interleaved, batch 1, with memory."""
+    from edgelstm.measure.bench import bench
+
+    return bench(
+        paths,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        batch=1,
+        seq_len=SEQ_LEN,
+        memory=True,
+        probe=False,  # the variants compiled just above
+    )
+
+
+def _variant_rows(
+    paths: list[Path], checks: list[tuple[Any, int, str]], timings: list[Any], total: int
+) -> list[VariantResult]:
+    float_size = {
+        v.format: t.size_bytes
+        for v, t in zip(VARIANTS, timings, strict=True)
+        if v.quantize == "none"
+    }
+    return [
+        VariantResult(
+            name=v.name,
+            path=str(p),
+            format=v.format,
+            quantization=vr.quantization,
+            backend=backend,
+            correct=correct,
+            total=total,
+            max_abs_error=vr.max_abs,
+            p50_ms=t.p50_ms,
+            ratio=t.ratio,
+            size_bytes=t.size_bytes,
+            size_ratio=t.size_bytes / float_size[v.format],
+            peak_rss_mb=t.peak_rss_mb,
+        )
+        for v, p, (vr, correct, backend), t in zip(VARIANTS, paths, checks, timings, strict=True)
+    ]
 
 
 def _notes(result: DemoResult) -> list[str]:
@@ -364,82 +409,10 @@ def _write_report(
     return write_report(rep, out / f"{prefix}_report.html")
 
 
-# -- the table -------------------------------------------------------------------------------
-TABLE_HEADERS = (
-    "variant", "accuracy", "max err", "p50 ms", "x fast", "KB", "x float",
-)  # fmt: skip
-
-
-def table_rows(result: DemoResult) -> list[list[str]]:
-    """The demo table as text cells, the reference first."""
-    ref = [
-        "reference (f64)",
-        f"{result.reference_correct}/{result.total} {result.reference_accuracy:.2%}",
-        "0",
-    ] + ["-"] * 4
-    return [ref] + [
-        [
-            v.name,
-            f"{v.correct}/{v.total} {v.accuracy:.2%}",
-            f"{v.max_abs_error:.1e}",
-            f"{v.p50_ms:.3f}",
-            f"{v.ratio:.2f}",
-            f"{v.size_bytes / 1024:.1f}",
-            f"{v.size_ratio:.2f}",
-        ]
-        for v in result.variants
-    ]
-
-
-def print_table(result: DemoResult, file: Any = None) -> None:
-    """Print the demo table with rich (no colours or box-drawing width issues when piped)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    stream = file if file is not None else sys.stdout
-    console = Console(file=stream)
-    if not console.is_terminal:
-        console = Console(file=stream, width=120)
-    table = Table(
-        title=f"edgelstm demo: Japanese Vowels speaker ID, {result.source}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    for k, h in enumerate(TABLE_HEADERS):
-        table.add_column(h, justify="left" if k == 0 else "right", no_wrap=True)
-    for row in table_rows(result):
-        table.add_row(*row)
-    console.print(table)
-    console.print(
-        f"accuracy: {result.total} test utterances, on each variant's own interpreter; "
-        "max err: max |softmax - float64 reference| over them; p50: per sequence (batch 1, "
-        f"{SEQ_LEN} steps, {result.threads} thread{'s' if result.threads > 1 else ''}, "
-        f"{result.runs} runs interleaved); x fast: p50 over the fastest's; x float: size over "
-        "the same format's float32 file",
-        highlight=False,
-        soft_wrap=False,
-    )
-
-
-def summary_lines(result: DemoResult) -> list[str]:
-    """What ``edgelstm demo`` prints after the table."""
-    prefix = result.model.replace("-", "_")
-    lines = [f"model files in {result.out_dir}/; every number in {prefix}_demo.json there"]
-    if result.report_html:
-        lines.append(f"report: {result.report_html} (+ {result.report_md})")
-    lines += [f"note: {n}" for n in result.notes if "differs from the reference" in n]
-    ver = ", ".join(f"{k} {v}" for k, v in result.versions.items() if k != "machine")
-    lines.append(f"{ver}; {result.seconds:.1f} s")
-    return lines
-
-
 __all__ = [
     "MODELS",
     "VARIANTS",
     "DemoResult",
     "VariantResult",
-    "print_table",
     "run_demo",
-    "table_rows",
 ]

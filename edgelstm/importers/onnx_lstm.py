@@ -25,6 +25,7 @@ from edgelstm.importers.onnx_graph import (
 )
 from edgelstm.ir.gate_orders import unstack, unstack_peephole
 from edgelstm.ir.model import LSTMLayer, LSTMModel
+from edgelstm.ir.roles import name_of, role
 from edgelstm.ir.weights import LSTMWeights
 
 _ATTRS = {"activation_alpha", "activation_beta", "activations", "clip", "direction"}
@@ -312,11 +313,10 @@ def _weights(
     if p is not None:
         t.update(unstack_peephole("onnx", p[d]))
     if cifg:
-        for fmt in ("input_to_{}_weights", "recurrent_to_{}_weights", "{}_gate_bias"):
-            t[fmt.format("forget")] = -t.pop(fmt.format("input"))
-        if p is not None:
-            t["cell_to_forget_weights"] = -t.pop("cell_to_input_weights")
-    peep = [k for k in t if k.startswith("cell_to_")]
+        for kind in ("weight", "recurrent", "bias", "peephole"):
+            if name_of(kind, "input") in t:
+                t[name_of(kind, "forget")] = -t.pop(name_of(kind, "input"))
+    peep = [k for k in t if role(k).kind == "peephole"]
     if peep and not any(np.any(t[k]) for k in peep):  # all-zero P is exactly no peephole
         for k in peep:
             del t[k]

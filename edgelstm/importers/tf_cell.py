@@ -19,6 +19,7 @@ import numpy as np
 from edgelstm.errors import ModelFileError, SpecError, UnsupportedError, WeightsError
 from edgelstm.ir.gate_orders import unstack
 from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.roles import name_of
 from edgelstm.ir.spec import ACTIVATIONS
 from edgelstm.ir.weights import LSTMWeights
 
@@ -135,7 +136,7 @@ def _build(
     tensors["forget_gate_bias"] = tensors["forget_gate_bias"] + _finite(forget_bias, "forget_bias")
     if use_peepholes:
         for gate, key in _DIAGS.items():
-            tensors[f"cell_to_{gate}_weights"] = _shaped(arrays[key], (n_cell,), label(key, key))
+            tensors[name_of("peephole", gate)] = _shaped(arrays[key], (n_cell,), label(key, key))
     if num_proj is not None:
         proj = _shaped(arrays[_PROJECTION], (n_cell, n_output), label(_PROJECTION, _PROJECTION))
         tensors["projection_weights"] = proj.T

@@ -6,29 +6,25 @@ second and works on files an interpreter would refuse. The fused LSTM's inputs a
 :mod:`edgelstm.ir.roles`, the one table every other part of edgelstm uses, so what inspect
 prints is exactly what the emitters and the quantizer mean by a role.
 
-Parsing lives in :mod:`edgelstm.inspect.formats`, the text form in
-:mod:`edgelstm.inspect.text`; this module holds the data model. It is named
-``inspection``, neither ``inspect`` (the standard library's) nor ``inspect_model`` (the
-function ``edgelstm.inspect_model`` it defines, which a same-named module would shadow).
+This module holds only the data model. Parsing lives in :mod:`edgelstm.inspect.tflite` and
+:mod:`edgelstm.inspect.onnx`, the text form in :mod:`edgelstm.inspect.text`, and
+:func:`edgelstm.inspect.inspect_model` picks the parser by file type.
 
 Files are untrusted: how a corrupted or adversarial file is reported (a
 :class:`~edgelstm.errors.ModelFileError`, or the odd field shown as such) is described in
-:mod:`edgelstm.inspect.formats`. The properties below read metadata through :func:`_obj` /
+:mod:`edgelstm.inspect.decode`. The properties below read metadata through :func:`_obj` /
 :func:`_seq`, so JSON of an unexpected shape is ignored rather than crashing.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from edgelstm._io import read_bytes
-from edgelstm.errors import ModelFileError
+from edgelstm.ir.roles import INTERMEDIATES
 
 LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
-LSTM_INTERMEDIATES = ("input_gate", "forget_gate", "cell_gate", "output_gate", "hidden")
+LSTM_INTERMEDIATES = tuple(i.name for i in INTERMEDIATES)
 """Names of the five intermediates of the full-integer fused LSTM (gate scales, then h)."""
 ONNX_LSTM_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 ONNX_DQ_LSTM_INPUTS = ONNX_LSTM_INPUTS + ("W_scale", "W_zero_point", "R_scale", "R_zero_point")
@@ -182,22 +178,3 @@ def np_kind(dtype: str) -> str:
         return np.dtype(dtype).kind
     except (TypeError, ValueError):
         return "?"
-
-
-def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
-    """Describe ``path`` (.tflite or .onnx) without running it."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in (".tflite", ".onnx"):
-        raise ModelFileError(f"{p}: expected a .tflite or .onnx file, found {suffix or 'none'}")
-    data = read_bytes(p)
-    from edgelstm.inspect.formats import inspect_onnx, inspect_tflite
-
-    return inspect_tflite(p, data) if suffix == ".tflite" else inspect_onnx(p, data)
-
-
-def format_info(info: ModelInfo) -> str:
-    """Human-readable report (what ``edgelstm inspect`` prints)."""
-    from edgelstm.inspect.text import format_info as _format
-
-    return _format(info)

@@ -1,6 +1,6 @@
 """The human-readable form of a ModelInfo: what ``edgelstm inspect`` prints.
 
-A ModelInfo may describe a damaged file (see :mod:`edgelstm.inspect.formats`): the text
+A ModelInfo may describe a damaged file (see :mod:`edgelstm.inspect.decode`): the text
 tolerates any quantization list lengths (an empty zero_point list prints ``zp=?``), prints
 ``TensorInfo.note`` after the tensor, and never indexes a list the file supplied.
 """

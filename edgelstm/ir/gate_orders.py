@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from edgelstm.errors import WeightsError
-from edgelstm.ir.roles import GATES
+from edgelstm.ir.roles import GATES, Kind, name_of
 
 ORDERS: dict[str, tuple[str, ...]] = {
     "tf": ("input", "cell", "forget", "output"),
@@ -70,12 +70,12 @@ def unstack(
             f"{recurrent.shape[0]} and bias shape is {list(np.shape(bias))}"
         )
     out: dict[str, np.ndarray] = {}
-    for name, parts in (
-        ("input_to_{}_weights", split(kernel, gates)),
-        ("recurrent_to_{}_weights", split(recurrent, gates)),
-        ("{}_gate_bias", split(bias, gates)),
+    for kind, parts in (
+        ("weight", split(kernel, gates)),
+        ("recurrent", split(recurrent, gates)),
+        ("bias", split(bias, gates)),
     ):
-        out.update({name.format(g): v for g, v in parts.items()})
+        out.update({name_of(kind, g): v for g, v in parts.items()})
     return out
 
 
@@ -88,15 +88,16 @@ def stack(
     framework's ``input_forget``/coupled mode ignores.
     """
     gates = ORDERS[order]
-    ref = tensors["input_to_forget_weights"]
-    rec = tensors["recurrent_to_forget_weights"]
+    ref = tensors[name_of("weight", "forget")]
+    rec = tensors[name_of("recurrent", "forget")]
 
-    def get(name: str, like: np.ndarray) -> np.ndarray:
-        return tensors[name] if name in tensors else np.zeros_like(like)
+    def get(kind: Kind, like: np.ndarray) -> dict[str, np.ndarray]:
+        names = {g: name_of(kind, g) for g in GATES}
+        return {g: tensors[n] if n in tensors else np.zeros_like(like) for g, n in names.items()}
 
-    kernel = join({g: get(f"input_to_{g}_weights", ref) for g in GATES}, gates)
-    recurrent = join({g: get(f"recurrent_to_{g}_weights", rec) for g in GATES}, gates)
-    bias = join({g: get(f"{g}_gate_bias", ref[:, 0]) for g in GATES}, gates)
+    kernel = join(get("weight", ref), gates)
+    recurrent = join(get("recurrent", rec), gates)
+    bias = join(get("bias", ref[:, 0]), gates)
     if gate_axis == 1:
         kernel, recurrent = kernel.T, recurrent.T
     return kernel, recurrent, bias
@@ -104,14 +105,15 @@ def stack(
 
 def unstack_peephole(order: str, stacked: np.ndarray) -> dict[str, np.ndarray]:
     """Canonical ``cell_to_*_weights`` from a framework's stacked peepholes (ONNX P)."""
-    return {f"cell_to_{g}_weights": v for g, v in split(stacked, PEEPHOLE_ORDERS[order]).items()}
+    parts = split(stacked, PEEPHOLE_ORDERS[order])
+    return {name_of("peephole", g): v for g, v in parts.items()}
 
 
 def stack_peephole(order: str, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
     """Stacked peepholes in ``order``; the input peephole is zero under CIFG."""
-    ref = tensors["cell_to_forget_weights"]
+    ref = tensors[name_of("peephole", "forget")]
     parts = {
-        g: tensors.get(f"cell_to_{g}_weights", np.zeros_like(ref))
+        g: tensors.get(name_of("peephole", g), np.zeros_like(ref))
         for g in PEEPHOLE_ORDERS["tflite"]
     }
     return join(parts, PEEPHOLE_ORDERS[order])

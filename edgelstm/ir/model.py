@@ -1,13 +1,14 @@
 """A small container of LSTM layers: stacked, bidirectional, with an optional dense head.
 
 Importers return an :class:`LSTMModel`; emitters consume one. A single direction is
-``LSTMModel.of(weights)``.
+``LSTMModel.of(weights)``. :meth:`LSTMModel.walk` (per direction) and
+:meth:`LSTMModel.walk_layers` (per layer) are the one layer x direction traversal.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -84,6 +85,50 @@ class LSTMLayer:
     def n_output(self) -> int:
         """Features per time step this layer emits."""
         return sum(d.spec.n_output for d in self.directions)
+
+
+DIRECTION_NAMES = ("forward", "backward")
+"""Name of direction 0 / 1 of a layer (tensor-name prefixes, metadata)."""
+
+
+@dataclass(frozen=True, eq=False)
+class DirectionVisit:
+    """One direction of one layer as :meth:`LSTMModel.walk` meets it, with what the emitters
+    ask of it (so no emitter re-derives which way a direction runs)."""
+
+    k: int
+    """Layer index."""
+    d: int
+    """Direction index in the layer: 0 forward, 1 backward."""
+    layer: LSTMLayer
+    weights: LSTMWeights
+    last_layer: bool
+    """Whether this is the model's last layer (its outputs are the model's)."""
+
+    @property
+    def name(self) -> str:
+        """``"forward"`` or ``"backward"``."""
+        return DIRECTION_NAMES[self.d]
+
+    @property
+    def runs_reversed(self) -> bool:
+        """Whether it consumes the sequence from last step to first."""
+        return self.layer.runs_reversed(self.d)
+
+    @property
+    def realigns(self) -> bool:
+        """Whether its outputs are re-aligned to input time after running reversed."""
+        return self.layer.realigns(self.d)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerVisit:
+    """One layer as :meth:`LSTMModel.walk_layers` meets it: its directions, in order."""
+
+    k: int
+    layer: LSTMLayer
+    last: bool
+    directions: tuple[DirectionVisit, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,6 +235,22 @@ class LSTMModel:
         if not isinstance(weights, LSTMWeights):
             raise SpecError(f"expected LSTMWeights or LSTMModel, found {type(weights).__name__}")
         return cls(layers=(LSTMLayer(weights),), **options)
+
+    def walk_layers(self) -> Iterator[LayerVisit]:
+        """Every layer, first to last, with its directions: the one layer x direction
+        traversal (emitters, calibration and the reference all use it)."""
+        last = len(self.layers) - 1
+        for k, layer in enumerate(self.layers):
+            visits = tuple(
+                DirectionVisit(k, d, layer, weights, k == last)
+                for d, weights in enumerate(layer.directions)
+            )
+            yield LayerVisit(k, layer, k == last, visits)
+
+    def walk(self) -> Iterator[DirectionVisit]:
+        """Every direction of every layer, in layer then direction order."""
+        for visit in self.walk_layers():
+            yield from visit.directions
 
     @property
     def n_input(self) -> int:

@@ -1,8 +1,15 @@
-"""Options shared by every emitter (TFLite and ONNX), so the CLI and API speak one language."""
+"""Options shared by every emitter (TFLite and ONNX), so the CLI and API speak one language.
+
+:class:`CompileOptions` is the one entry. What only one mode or target reads sits in a typed
+group on it: :class:`Int8Options` (full-integer TFLite), :class:`OnnxOptions` (the ONNX
+emitter), :class:`UnfusedOptions` (the unfused TFLite lowering).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -13,6 +20,80 @@ Quantize = Literal["none", "dynamic", "int8"]
 QUANTIZE_MODES: tuple[str, ...] = ("none", "dynamic", "int8")
 DIM_MAX = 2**31 - 1
 """Largest fixed batch / sequence length: TFLite tensor shapes are int32."""
+Recurrence = Literal["scan", "loop"]
+RECURRENCES: tuple[str, ...] = ("scan", "loop")
+Schedule = Literal["auto", "while", "unrolled"]
+SCHEDULES: tuple[str, ...] = ("auto", "while", "unrolled")
+EXTRA_KEYS = {"int8_io": "io", "estimator": "estimator", "progress": "progress"}
+"""The keys the old ``CompileOptions(extra={...})`` dict took -> :class:`Int8Options` fields."""
+
+
+def _check_count(owner: str, value: Any, *, limit: int = DIM_MAX) -> None:
+    """None or an integer in 1..limit (a bool is not a count)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit
+    ):
+        raise SpecError(
+            f"{owner}: expected an integer in 1..{limit} (TFLite shapes are int32) or None, "
+            f"found {value!r}"
+        )
+
+
+def _check_choice(owner: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SpecError(f"{owner}: expected one of {choices}, found {value!r}")
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """Choices of ``quantize="int8"`` (full-integer TFLite).
+
+    ``io``: int8 graph input/output tensors (scale and zero point in their quantization, for
+    integer-only targets) instead of float I/O (QUANTIZE after the input, DEQUANTIZE before
+    each output: a drop-in replacement for the float file). ``estimator``: calibration range
+    estimators, one name or one per quantity (see :func:`edgelstm.quant.plan.resolve_estimators`;
+    None = the measured defaults). ``progress``: calibration progress bar (None = only on a
+    terminal and for long work).
+    """
+
+    io: bool = False
+    estimator: str | Mapping[str, str] | None = field(default=None, hash=False)
+    progress: bool | None = None
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """Choices of the ONNX emitter.
+
+    ``force_composite`` emits every direction as the composite graph, even where the fused
+    ``LSTM`` op is exact (benchmarks, tests); ``recurrence`` is the composite's loop:
+    "scan" (default, measured faster) or "loop".
+    """
+
+    force_composite: bool = False
+    recurrence: Recurrence = "scan"
+
+    def __post_init__(self) -> None:
+        _check_choice("OnnxOptions.recurrence", self.recurrence, RECURRENCES)
+
+
+@dataclass(frozen=True)
+class UnfusedOptions:
+    """Choices of the unfused TFLite lowering (:mod:`edgelstm.targets.tflite.unfused`).
+
+    ``schedule``: "auto" (picked from the weight size and T), "unrolled" (needs a fixed
+    ``seq_len``) or "while" with ``chunk`` steps per WHILE trip (a divisor of T) and output
+    ``segment`` steps per WHILE op (a multiple of ``chunk`` dividing T); None picks them.
+    """
+
+    schedule: Schedule = "auto"
+    chunk: int | None = None
+    segment: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("UnfusedOptions.schedule", self.schedule, SCHEDULES)
+        _check_count("UnfusedOptions.chunk", self.chunk)
+        _check_count("UnfusedOptions.segment", self.segment)
 
 
 @dataclass(frozen=True)
@@ -23,6 +104,9 @@ class CompileOptions:
     ``time_major`` overrides the model's own layout when not None; ``quantize`` is "none",
     "dynamic" (int8 weights, float activations) or "int8" (full integer, needs
     ``calibration``: [N, T, I] sequences); ``source`` is recorded in provenance.
+    ``int8``, ``onnx`` and ``unfused`` hold the choices only that mode or target reads.
+    ``extra`` is the old untyped form of ``int8`` (keys "int8_io", "estimator", "progress"),
+    still accepted with a DeprecationWarning.
     """
 
     batch: int | None = 1
@@ -31,20 +115,40 @@ class CompileOptions:
     quantize: Quantize = "none"
     calibration: np.ndarray | None = field(default=None, repr=False, compare=False)
     source: str = "api"
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    int8: Int8Options = field(default_factory=Int8Options)
+    onnx: OnnxOptions = field(default_factory=OnnxOptions)
+    unfused: UnfusedOptions = field(default_factory=UnfusedOptions)
+    extra: InitVar[Mapping[str, Any] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, extra: Mapping[str, Any] | None) -> None:
         for name in ("batch", "seq_len"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= DIM_MAX
-            ):
+            _check_count(f"CompileOptions.{name}", getattr(self, name))
+        _check_choice("CompileOptions.quantize", self.quantize, QUANTIZE_MODES)
+        for name, kind in (
+            ("int8", Int8Options),
+            ("onnx", OnnxOptions),
+            ("unfused", UnfusedOptions),
+        ):
+            if not isinstance(getattr(self, name), kind):
                 raise SpecError(
-                    f"CompileOptions.{name}: expected an integer in 1..{DIM_MAX} (TFLite "
-                    f"shapes are int32) or None, found {value!r}"
+                    f"CompileOptions.{name}: expected {kind.__name__}, "
+                    f"found {type(getattr(self, name)).__name__}"
                 )
-        if self.quantize not in QUANTIZE_MODES:
+        if extra:
+            self._fold_extra(extra)
+
+    def _fold_extra(self, extra: Mapping[str, Any]) -> None:
+        """The old ``extra={"int8_io": ...}`` dict, onto :attr:`int8` (typos refused)."""
+        warnings.warn(
+            "CompileOptions(extra=...) is deprecated: use int8=Int8Options(io=..., "
+            "estimator=..., progress=...)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        unknown = sorted(set(extra) - set(EXTRA_KEYS))
+        if unknown:
             raise SpecError(
-                f"CompileOptions.quantize: expected one of {QUANTIZE_MODES}, "
-                f"found {self.quantize!r}"
+                f"CompileOptions.extra: unknown keys {unknown}; known: {sorted(EXTRA_KEYS)}"
             )
+        fields = {EXTRA_KEYS[key]: value for key, value in extra.items()}
+        object.__setattr__(self, "int8", replace(self.int8, **fields))

@@ -1,10 +1,12 @@
-"""The one table of the 24 input tensors of TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM.
+"""The one table of the fused TFLite LSTM op's tensors: its 24 inputs and 5 intermediates.
 
 The canonical weights, the .npz format, the TFLite writer and reader and the quantizer all
 name tensors by these roles and derive presence and shape from this table, so the layout
 facts live in exactly one place.  Index = the op's input index (layout from TFLite's
 ``unidirectional_sequence_lstm`` kernel: 0 input, 1-4 input weights, 5-8 recurrent weights,
-9-11 peepholes, 12-15 biases, 16-17 projection, 18-19 state, 20-23 layer norm).
+9-11 peepholes, 12-15 biases, 16-17 projection, 18-19 state, 20-23 layer norm). Code that
+needs one gate's tensor asks :func:`name_of` (``name_of('weight', g)``) rather than spelling the
+name, and addresses the full-integer op's intermediates by name through :data:`INTERMEDIATES`.
 """
 
 from __future__ import annotations
@@ -104,9 +106,52 @@ def present_weight_roles(spec: LSTMSpec) -> Iterator[Role]:
     return (r for r in WEIGHT_ROLES if r.present(spec))
 
 
+GATE_ROLES: dict[Kind, dict[str, Role]] = {
+    kind: {r.gate: r for r in ROLES if r.kind == kind and r.gate is not None}
+    for kind in ("weight", "recurrent", "peephole", "bias", "ln")
+}
+"""``GATE_ROLES[kind][gate]``: the per-gate roles by kind (peepholes have no cell gate)."""
+
+
 def gate_role(kind: Kind, gate: str) -> Role:
     """The role of ``kind`` for ``gate`` (e.g. ``gate_role('weight', 'forget')``)."""
-    for r in ROLES:
-        if r.kind == kind and r.gate == gate:
-            return r
-    raise KeyError(f"no {kind} role for gate {gate!r}")
+    role_ = GATE_ROLES.get(kind, {}).get(gate)
+    if role_ is None:
+        raise KeyError(f"no {kind} role for gate {gate!r}")
+    return role_
+
+
+def name_of(kind: Kind, gate: str) -> str:
+    """The tensor name of ``kind`` for ``gate``: ``name_of('bias', 'forget')`` is
+    ``'forget_gate_bias'``. Callers look names up here instead of spelling them."""
+    return gate_role(kind, gate).name
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """One of the 5 intermediate tensors of the full-integer fused op.
+
+    The kernel reads only their quantization: the 4 gates' int16 pre-normalisation
+    accumulators (layer norm) and the hidden o·tanh(c) before the projection.
+    """
+
+    index: int
+    name: str
+    gate: str | None = None
+
+    @property
+    def tensor_name(self) -> str:
+        """The name our writer gives the tensor (below the op's prefix)."""
+        return f"intermediate_{self.index}"
+
+
+INTERMEDIATES: tuple[Intermediate, ...] = tuple(
+    Intermediate(k, f"{g}_gate", g) for k, g in enumerate(GATES)
+) + (Intermediate(len(GATES), "hidden"),)
+"""The op's intermediates in operator order (index = position in ``op.intermediates``)."""
+INTERMEDIATE_BY_NAME: dict[str, Intermediate] = {i.name: i for i in INTERMEDIATES}
+
+
+def intermediate(name: str) -> Intermediate:
+    """Look an intermediate up by name (``'input_gate'`` .. ``'output_gate'``, ``'hidden'``)."""
+    return INTERMEDIATE_BY_NAME[name]

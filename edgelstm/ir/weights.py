@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import WeightsError
-from edgelstm.ir.roles import WEIGHT_NAMES, WEIGHT_ROLES, present_weight_roles
+from edgelstm.ir.roles import WEIGHT_NAMES, WEIGHT_ROLES, Role, present_weight_roles
 from edgelstm.ir.spec import LSTMSpec
 
 
@@ -45,7 +45,7 @@ class LSTMWeights:
                 if r.name in tensors:
                     raise WeightsError(
                         f"{r.name}: expected absent for {self.spec.describe()} "
-                        f"({_why_absent(r.name, self.spec)}), found a tensor"
+                        f"({_why_absent(r, self.spec)}), found a tensor"
                     )
                 continue
             if r.name not in tensors:
@@ -163,10 +163,8 @@ def _check_groups(names: set[str]) -> SimpleNamespace:
     return features
 
 
-def _why_absent(name: str, spec: LSTMSpec) -> str:
-    if spec.cifg and name.startswith(("input_to_input", "recurrent_to_input", "cell_to_input")):
-        return "CIFG has no input gate"
-    if name in ("input_gate_bias", "input_layer_norm_coefficients") and spec.cifg:
+def _why_absent(r: Role, spec: LSTMSpec) -> str:
+    if spec.cifg and r.gate == "input":
         return "CIFG has no input gate"
     return "its feature is off"
 

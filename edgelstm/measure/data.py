@@ -1,30 +1,37 @@
-"""Representative data for int8 calibration: load it from disk and validate it.
+"""The one loader of [N, T, I] arrays: ``--data`` (verify, optimize) and ``--calibration``.
 
-Calibration data is a float array [N, T, I] of N sequences (each run from zero state), in a
-.npy file or a .npz archive (one array, or one named ``calibration``). Files are read with
-``allow_pickle=False``: a calibration file can never execute code. Every way the data can be
-unusable — empty, wrong rank, non-numeric, NaN/inf, constant — is a :class:`CalibrationError`
-naming the problem, because a silently degenerate calibration gives a model that quantizes
-everything to one code.
+Both read N float sequences [N, T, I] (each run from zero state) from a .npy file or a .npz
+archive, with one path syntax (``archive.npz:name`` picks an array of an archive that holds
+several) and one set of checks. Files are read with ``allow_pickle=False``: a data file can
+never execute code. Every way a file can be unusable — missing, not numpy, pickled, an
+ambiguous archive, empty, wrong rank, non-numeric, NaN/inf — is an error naming the problem,
+typed for what the file is for (a :class:`~edgelstm.quant.batches.DataKind`):
+:class:`InputDataError` for input data, :class:`CalibrationError` for calibration data. The
+array checks are :func:`edgelstm.quant.batches.check_sequences` (the calibrator applies the
+same ones); this module reads files.
+
+What differs between the two kinds is stated in :data:`INPUT_DATA` and :data:`CALIBRATION`:
+an archive's default array (``x`` / ``calibration``), whether one [T, I] sequence is accepted,
+and whether constant data is (a silently degenerate calibration gives a model that quantizes
+everything to one code, so calibration refuses it).
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edgelstm.errors import CalibrationError
+from edgelstm.errors import EdgeLSTMError
+from edgelstm.quant.batches import CALIBRATION, INPUT_DATA, DataKind, check_sequences
 
-NPZ_KEY = "calibration"
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
 
 
-def load_calibration(path: str | os.PathLike[str]) -> np.ndarray:
-    """Load and validate [N, T, I] calibration data from a .npy or .npz file (float32).
+def load_sequences(path: str | os.PathLike[str], kind: DataKind = INPUT_DATA) -> np.ndarray:
+    """Load and check [N, T, I] data of ``kind`` from a .npy or .npz file (float32).
 
     ``archive.npz:name`` picks array ``name`` of an archive that holds several.
     """
@@ -34,128 +41,65 @@ def load_calibration(path: str | os.PathLike[str]) -> np.ndarray:
         p = Path(head)
     suffix = p.suffix.lower()
     if suffix not in (".npy", ".npz"):
-        raise CalibrationError(f"{p}: calibration data must be a .npy or .npz file")
+        raise kind.error(f"{p}: {kind.what} must be a .npy or .npz file")
     if not p.is_file():
-        raise CalibrationError(f"{p}: calibration file not found")
-    with open(p, "rb") as f:
-        magic = f.read(6)
-    if magic[: len(_MAGIC[suffix])] != _MAGIC[suffix]:
-        raise CalibrationError(f"{p}: not a readable numpy {suffix} file (wrong signature)")
+        raise kind.error(f"{p}: {kind.file} not found")
+    arr = _read_array(p, key, kind)
+    return check_sequences(arr, kind, what=str(p))
+
+
+def load_data(path: str | os.PathLike[str]) -> np.ndarray:
+    """Input sequences for ``--data`` (a single [T, I] becomes N = 1); InputDataError."""
+    return load_sequences(path, INPUT_DATA)
+
+
+def load_calibration(path: str | os.PathLike[str]) -> np.ndarray:
+    """Calibration sequences for ``--calibration``; CalibrationError."""
+    return load_sequences(path, CALIBRATION)
+
+
+def _read_array(p: Path, key: str | None, kind: DataKind) -> np.ndarray:
+    """The raw array of an existing .npy / .npz file, every read failure as ``kind.error``."""
+    suffix = p.suffix.lower()
     try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+        if magic[: len(_MAGIC[suffix])] != _MAGIC[suffix]:
+            raise kind.error(f"{p}: not a readable numpy {suffix} file (wrong signature)")
         if suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        else:
-            with np.load(p, allow_pickle=False) as archive:
-                arr = _pick_npz_array(p, archive, key)
-    except CalibrationError:
+            return np.load(p, allow_pickle=False)
+        with np.load(p, allow_pickle=False) as archive:
+            return _pick_npz_array(p, archive, key, kind)
+    except EdgeLSTMError:
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise CalibrationError(
+            raise kind.error(
                 f"{p}: holds Python objects (pickled data), refusing to load; "
                 "save a plain numeric array"
             ) from None
-        raise CalibrationError(f"{p}: not a readable numpy file ({exc})") from None
+        raise kind.error(f"{p}: not a readable numpy file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise CalibrationError(f"{p}: not a readable numpy file ({exc})") from None
-    return validate_calibration(arr, what=str(p))
+        raise kind.error(f"{p}: not a readable numpy file ({exc})") from None
 
 
-def _pick_npz_array(path: Path, archive: np.lib.npyio.NpzFile, key: str | None) -> np.ndarray:
+def _pick_npz_array(
+    path: Path, archive: np.lib.npyio.NpzFile, key: str | None, kind: DataKind
+) -> np.ndarray:
     keys = list(archive.keys())
     if key is not None:
         if key not in keys:
-            raise CalibrationError(
+            raise kind.error(
                 f"{path}: no array {key!r} in the archive (it has {', '.join(sorted(keys))})"
             )
         return archive[key]
-    if NPZ_KEY in keys:
-        return archive[NPZ_KEY]
+    if kind.npz_key in keys:
+        return archive[kind.npz_key]
     if len(keys) == 1:
         return archive[keys[0]]
     if not keys:
-        raise CalibrationError(f"{path}: the .npz archive holds no arrays")
-    raise CalibrationError(
+        raise kind.error(f"{path}: the .npz archive holds no arrays")
+    raise kind.error(
         f"{path}: the .npz archive holds {len(keys)} arrays ({', '.join(sorted(keys))}); "
-        f"pick one as {path}:NAME, name it {NPZ_KEY!r} or store only one"
+        f"pick one as {path}:NAME, name it {kind.npz_key!r} or store only one"
     )
-
-
-def validate_calibration(
-    data: object,
-    n_input: int | None = None,
-    what: str = "calibration data",
-    *,
-    allow_constant: bool = False,
-) -> np.ndarray:
-    """Check one [N, T, I] array (rank, size, dtype, finiteness, spread); return float32.
-
-    ``allow_constant`` skips the spread check (one item of a longer stream may be constant).
-    """
-    arr = data if isinstance(data, np.ndarray) else np.asarray(data)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise CalibrationError(f"{what}: expected real numbers, found dtype {arr.dtype}")
-    if arr.ndim != 3:
-        raise CalibrationError(
-            f"{what}: expected a rank-3 array [N sequences, T steps, I features], "
-            f"found rank {arr.ndim} with shape {list(arr.shape)}"
-        )
-    if arr.size == 0:
-        raise CalibrationError(f"{what}: is empty (shape {list(arr.shape)})")
-    if n_input is not None and arr.shape[-1] != n_input:
-        raise CalibrationError(
-            f"{what}: expected I = {n_input} features (the model's input size), "
-            f"found {arr.shape[-1]} in shape {list(arr.shape)}"
-        )
-    arr = arr.astype(np.float32)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        raise CalibrationError(f"{what}: {int(arr.size - finite.sum())} values are NaN or inf")
-    if not allow_constant and float(arr.max()) == float(arr.min()):
-        raise CalibrationError(
-            f"{what}: every value is {float(arr.min()):g}; constant data cannot calibrate "
-            "the input range"
-        )
-    return arr
-
-
-def as_batches(
-    data: np.ndarray | Iterable[np.ndarray], n_input: int, batch_size: int = 64
-) -> Iterator[np.ndarray]:
-    """Yield float64 [B, T, I] batches from an [N, T, I] array or an iterable of sequences.
-
-    Iterable items may be [T, I] (one sequence) or [B, T, I]; lengths may differ between
-    items. The whole stream is validated as it goes (the constant check spans all items).
-    """
-    if isinstance(data, (str, os.PathLike)):
-        data = load_calibration(data)
-    if isinstance(data, np.ndarray):
-        arr = validate_calibration(data, n_input)
-        for start in range(0, arr.shape[0], batch_size):
-            yield arr[start : start + batch_size].astype(np.float64)
-        return
-    try:
-        items = iter(data)
-    except TypeError:
-        raise CalibrationError(
-            f"calibration data: expected an [N, T, I] array or an iterable of sequences, "
-            f"found {type(data).__name__}"
-        ) from None
-    lo, hi, count = np.inf, -np.inf, 0
-    for k, item in enumerate(items):
-        arr = np.asarray(item)
-        if arr.ndim == 2:
-            arr = arr[None]
-        arr = validate_calibration(arr, n_input, f"calibration item {k}", allow_constant=True)
-        lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
-        count += arr.shape[0]
-        yield arr.astype(np.float64)
-    if count == 0:
-        raise CalibrationError("calibration data: the iterable yielded no sequences")
-    if lo == hi:
-        raise CalibrationError(
-            f"calibration data: every value is {lo:g}; constant data cannot calibrate "
-            "the input range"
-        )

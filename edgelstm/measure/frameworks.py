@@ -35,7 +35,7 @@ def run_framework(
     if suffix in (".pt", ".pth"):
         return "torch", _torch(p, x)
     if suffix in (".onnx", ".tflite"):
-        from edgelstm.measure.verify import run_model
+        from edgelstm.runtime.feeding import run_model
         from edgelstm.runtime.select import open_runner
 
         with open_runner(p, "auto", threads) as runner:

@@ -15,6 +15,7 @@ from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.options import CompileOptions
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.quant.model_plan import ModelPlan, quantize_model
+from edgelstm.quant.plan import EstimatorChoice, HiddenMode
 from edgelstm.reference import reference_model
 
 
@@ -59,16 +60,16 @@ def compile_int8(
     calibration: np.ndarray,
     *,
     plan: ModelPlan | None = None,
-    **extra: object,
+    estimator: EstimatorChoice = None,
+    hidden: HiddenMode = "zero",
 ) -> tuple[bytes, ModelPlan]:
-    """(float-I/O int8 .tflite bytes with a resizable batch, its plan)."""
+    """(float-I/O int8 .tflite bytes with a resizable batch, its plan); ``estimator`` and
+    ``hidden`` go to :func:`~edgelstm.quant.model_plan.quantize_model` (without ``plan``)."""
     from edgelstm.targets.tflite.int8 import to_tflite_int8
 
     model = LSTMModel.of(model)
-    plan = plan or quantize_model(
-        model, calibration, estimator=extra.get("estimator"), hidden=extra.get("hidden", "zero")
-    )
-    options = CompileOptions(batch=None, quantize="int8", calibration=calibration, extra=extra)
+    plan = plan or quantize_model(model, calibration, estimator=estimator, hidden=hidden)
+    options = CompileOptions(batch=None, quantize="int8", calibration=calibration)
     return to_tflite_int8(model, options, plan), plan
 
 
@@ -76,11 +77,13 @@ def evaluate_int8(
     model: LSTMModel | LSTMWeights,
     calibration: np.ndarray,
     held_out: np.ndarray,
-    **extra: object,
+    *,
+    estimator: EstimatorChoice = None,
+    hidden: HiddenMode = "zero",
 ) -> tuple[ErrorStats, ModelPlan, bytes]:
     """Calibrate, compile, run on ``held_out``; error against :func:`reference_model`."""
     model = LSTMModel.of(model)
-    data, plan = compile_int8(model, calibration, **extra)
+    data, plan = compile_int8(model, calibration, estimator=estimator, hidden=hidden)
     y = run_tflite(data, held_out)
     ref = reference_model(model, held_out).output
     return error_stats(y, ref, plan.output.scale), plan, data

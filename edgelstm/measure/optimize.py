@@ -38,10 +38,9 @@ import numpy as np
 
 from edgelstm.errors import EdgeLSTMError, InputDataError, UnsupportedError
 from edgelstm.ir.model import LSTMModel
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import CompileOptions, OnnxOptions, UnfusedOptions
 from edgelstm.ir.weights import LSTMWeights
 
-TARGETS = ("tflite", "onnx")
 DEFAULT_SEQUENCES = 8
 DEFAULT_STEPS = 50
 TIE_MARGIN = 0.03
@@ -167,15 +166,19 @@ def candidates(model: LSTMModel, target: str, options: CompileOptions) -> list[C
     if _target(target) == "onnx":
         from edgelstm.targets.onnx import to_onnx
 
+        options = dataclasses.replace(options, onnx=OnnxOptions())  # each candidate sets its own
         for composite in (False, True):
             for q in ("none", "dynamic"):
-                opts = dataclasses.replace(options, quantize=q)
+                opts = dataclasses.replace(
+                    options, quantize=q, onnx=OnnxOptions(force_composite=composite)
+                )
                 kind = "hoisted Scan composite" if composite else "fused LSTM"
 
-                def build(o=opts, fc=composite) -> bytes:
-                    return to_onnx(model, o, force_composite=fc).SerializeToString()
+                def build(o=opts) -> bytes:
+                    return to_onnx(model, o).SerializeToString()
 
                 out.append(Candidate(f"onnx {kind}", "onnx", q, build))
+        from edgelstm.targets.onnx.dynamic import full_range_int8
         from edgelstm.targets.onnx.u8 import to_onnx_uint8_weights
 
         out.append(
@@ -192,7 +195,7 @@ def candidates(model: LSTMModel, target: str, options: CompileOptions) -> list[C
                 "onnx fused LSTM, full-range int8 weights",
                 "onnx",
                 "dynamic",
-                lambda: _ort_full_range(to_onnx(model, fused_float)),
+                lambda: full_range_int8(to_onnx(model, fused_float)),
             )
         )
         return out
@@ -225,36 +228,16 @@ def candidates(model: LSTMModel, target: str, options: CompileOptions) -> list[C
             if sched == "while" and steps is not None and segment != steps:
                 label += f", {steps // (segment or steps)} loops"
 
-            def build(o=opts, s=sched, c=chunk, g=segment) -> bytes:
-                return to_tflite_unfused(model, o, schedule=s, chunk=c, segment=g)
+            scheduled = dataclasses.replace(
+                opts,
+                unfused=UnfusedOptions(sched, chunk, segment),  # type: ignore[arg-type]
+            )
+
+            def build(o=scheduled) -> bytes:
+                return to_tflite_unfused(model, o)
 
             out.append(Candidate(f"tflite unfused {label}", "tflite", q, build))
     return out
-
-
-def _ort_full_range(proto: Any) -> bytes:
-    """onnxruntime ``quantize_dynamic`` with full 8-bit weights (its defaults).
-
-    edgelstm's own dynamic ONNX bounds adjacent weight pairs so the file is accurate on every
-    CPU; full range is as fast and more accurate where the u8 x s8 kernels do not saturate
-    (AVX-512 VNNI / AVX-VNNI), and saturates on plain AVX2: only measurement here decides.
-    """
-    import logging
-    import tempfile as tf
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tf.TemporaryDirectory(prefix="edgelstm-ort-") as tmp:
-        src, dst = Path(tmp, "float.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(proto.SerializeToString())
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-        return dst.read_bytes()
 
 
 def _data(model: LSTMModel, options: CompileOptions, data: Any) -> tuple[np.ndarray, str]:
@@ -264,7 +247,7 @@ def _data(model: LSTMModel, options: CompileOptions, data: Any) -> tuple[np.ndar
         x = np.random.default_rng(0).standard_normal((n, steps, model.n_input))
         return x.astype(np.float32), f"{n} seeded N(0,1) sequences of {steps} steps"
     if isinstance(data, (str, Path)):
-        from edgelstm.measure.verify import load_data
+        from edgelstm.measure.data import load_data
 
         x = load_data(data)
         desc = f"{Path(data).name} {list(x.shape)}"

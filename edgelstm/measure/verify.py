@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import numpy as np
 from edgelstm.errors import EdgeLSTMError, InputDataError, UnsupportedError
 from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.weights import LSTMWeights
+from edgelstm.measure.data import load_data
 from edgelstm.reference import reference_model
+from edgelstm.runtime.feeding import run_model
 
 DEFAULT_SEQUENCES = 8
 DEFAULT_SEQ_LEN = 32
@@ -124,34 +125,6 @@ def error_stats(actual: np.ndarray, expected: np.ndarray) -> ErrorStats:
     return stats
 
 
-def load_data(path: str | os.PathLike[str]) -> np.ndarray:
-    """Input sequences [N, T, I] (a single [T, I] becomes N = 1) from .npy or .npz."""
-    p = Path(path)
-    if p.suffix.lower() not in (".npy", ".npz"):
-        raise InputDataError(f"{p}: input data must be a .npy or .npz file")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                keys = list(loaded.keys())
-                key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise InputDataError(f"{p}: expected one array (or one named 'x'), {keys}")
-                loaded = loaded[key]
-    except FileNotFoundError:
-        raise InputDataError(f"{p}: input data file not found") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputDataError(f"{p}: not a readable numpy array ({exc})") from None
-    arr = np.asarray(loaded)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-        raise InputDataError(f"{p}: expected numeric [N, T, I], found {arr.dtype} {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise InputDataError(f"{p}: expected finite values, found NaN/inf")
-    return arr.astype(np.float32)
-
-
 def random_inputs(
     runner: Any, n: int | None = None, seq_len: int | None = None, seed: int = 0
 ) -> np.ndarray:
@@ -172,30 +145,6 @@ def random_inputs(
         scale, zp = q["scale"][0], q["zero_point"][0]
         x = np.clip(x, (info.min - zp) * scale, (info.max - zp) * scale)
     return x
-
-
-def run_model(runner: Any, x: np.ndarray) -> np.ndarray:
-    """Run batch-major ``x`` [N, T, I] through ``runner`` in chunks of its batch size.
-
-    Each chunk starts from zero state; a last partial chunk is zero-padded and trimmed.
-    Returns the first output, batch-major.
-    """
-    time_major = runner.info.time_major
-    b_axis = 1 if time_major else 0
-    batch = runner.input_shape[b_axis]
-    n = x.shape[0]
-    chunk = batch if batch > 0 else n
-    outs = []
-    for start in range(0, n, chunk):
-        part = x[start : start + chunk]
-        if part.shape[0] < chunk:
-            pad = np.zeros((chunk - part.shape[0], *part.shape[1:]), part.dtype)
-            part = np.concatenate([part, pad])
-        y = runner.run(part.transpose(1, 0, 2) if time_major else part)[0]
-        if time_major and y.ndim == 3:
-            y = y.transpose(1, 0, 2)
-        outs.append(y[: min(chunk, n - start)])
-    return np.concatenate(outs)
 
 
 def _load_model_source(path: Path) -> LSTMModel:

@@ -17,24 +17,48 @@ partial sum leaves ±8 (and with layer norm, how often LN·coef + bias does) as 
 
 The values come from :func:`edgelstm.reference.reference_model` itself, through its observer
 hook: there is no second copy of the LSTM math to drift from the oracle.
+
+A lowering that runs the LSTM as integer matrix products (the unfused TFLite graph) also needs
+each product's operand ranges: :func:`calibrate_products` observes them in the same pass
+(``xw``, ``h``, ``rh``, see :class:`Products`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.roles import GATE_ROLES
 from edgelstm.ir.weights import LSTMWeights
-from edgelstm.measure.data import as_batches
+from edgelstm.quant.batches import as_batches
 from edgelstm.quant.estimators import Observer
 from edgelstm.reference import reference_model
 
 Q312_LIMIT = 8.0
 """The Q3.12 gate accumulator of the integer kernel saturates at ±8."""
+BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Products:
+    """One direction's matrix products as a lowering lays them out (float32 matrices).
+
+    Observed (:func:`calibrate_products`): ``xw`` = x W^T + bias (the input product of every
+    step at once, bias folded in; pass zeros where the bias is added later), ``h`` = the state
+    the recurrent product reads (h_{t-1}: the zero initial state, then every output but the
+    last) and ``rh`` = h_{t-1} R^T.
+    """
+
+    w: np.ndarray
+    """[G*N, I] input weights."""
+    r: np.ndarray
+    """[G*N, P] recurrent weights."""
+    bias: np.ndarray
+    """[G*N] added to x W^T."""
 
 
 @dataclass
@@ -47,13 +71,18 @@ class DirectionStats:
     gate_values: int = 0
     steps: int = 0
     tick: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    products: Products | None = field(default=None, repr=False, compare=False)
+    """Also observe these matrix products (``xw``, ``h``, ``rh``)."""
+    reversed_input: bool = False
+    """The direction runs over the reversed sequence (``xw`` is observed in input order)."""
 
     def __post_init__(self) -> None:
         self.observer("input")  # creation order seeds each observer's sample
+        tensors = self.weights.tensors
         self._bias = {
-            k.removesuffix("_gate_bias"): v.astype(np.float64)
-            for k, v in self.weights.tensors.items()
-            if k.endswith("_gate_bias")
+            g: tensors[r.name].astype(np.float64)
+            for g, r in GATE_ROLES["bias"].items()
+            if r.name in tensors
         }
 
     def observer(self, name: str) -> Observer:
@@ -91,6 +120,20 @@ class DirectionStats:
         batch, steps = y.shape[:2]
         self.gate_values += batch * steps * self.weights.spec.n_cell
         self.steps += batch * steps
+        if self.products is not None:
+            self._observe_products(x, y)
+
+    def _observe_products(self, x: np.ndarray, y: np.ndarray) -> None:
+        """The products' operands, computed as the lowering computes them (same layout, same
+        float64 arithmetic): the ranges are then exactly the lowering's."""
+        p = self.products
+        assert p is not None
+        if self.reversed_input:  # back in input order: a GEMM's rounding is layout-bound
+            x = np.ascontiguousarray(x[:, ::-1])
+        self.observer("xw").update(x @ p.w.astype(np.float64).T + p.bias)
+        prev = np.concatenate([np.zeros_like(y[:, :1]), y[:, :-1]], axis=1)
+        self.observer("h").update(prev)
+        self.observer("rh").update(prev @ p.r.astype(np.float64).T)
 
     def _count_saturated(self, gate: str, *values: np.ndarray) -> None:
         worst = np.zeros(values[0].shape, dtype=bool)
@@ -158,7 +201,7 @@ def calibrate(
     model: LSTMModel | LSTMWeights,
     data: np.ndarray | Iterable[np.ndarray],
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: bool | None = None,
 ) -> Calibration:
     """Observe every range the int8 kernel needs on ``data``.
@@ -187,6 +230,23 @@ def calibrate(
     for layer_stats in stats:
         for direction in layer_stats:
             direction.tick = None
+    return calib
+
+
+def calibrate_products(
+    model: LSTMModel, xs: np.ndarray, products: Sequence[Sequence[Products]]
+) -> Calibration:
+    """One reference pass over [N, T, I] ``xs`` exactly as given (float64, one batch),
+    observing everything :func:`calibrate` does plus ``products[layer][direction]``."""
+    stats = tuple(
+        tuple(
+            DirectionStats(v.weights, products=products[v.k][v.d], reversed_input=v.runs_reversed)
+            for v in visit.directions
+        )
+        for visit in model.walk_layers()
+    )
+    calib = Calibration(model, stats)
+    calib.observe(np.asarray(xs, dtype=np.float64))
     return calib
 
 

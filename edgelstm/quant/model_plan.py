@@ -23,20 +23,14 @@ from edgelstm.quant.plan import (
     EstimatorChoice,
     HiddenMode,
     Int8Plan,
-    QuantTensor,
     estimator_label,
     output_params,
     plan_direction,
     resolve_estimators,
 )
-from edgelstm.quant.qparams import (
-    QuantParams,
-    asymmetric_int8,
-    quantize_bias,
-    quantize_constant,
-    symmetric_weights,
-)
+from edgelstm.quant.qparams import QuantParams, asymmetric_int8
 from edgelstm.quant.support import check_model
+from edgelstm.quant.tensor import QuantTensor, quantize_bias, quantize_symmetric
 
 SOFTMAX_INT8 = QuantParams(1.0 / 256, -128, "int8")
 
@@ -123,12 +117,12 @@ def _plan_head(
     model: LSTMModel, calib: Calibration, input_params: QuantParams, estimator: str
 ) -> HeadPlan:
     head = model.head
-    k_params = symmetric_weights(head.kernel, "int8")
-    bias_scale = k_params.scale * input_params.scale
+    kernel = quantize_symmetric(head.kernel, "int8")
+    bias_scale = kernel.params.scale * input_params.scale
     logits = asymmetric_int8(*estimate(calib.head, estimator, symmetric=False))
     output = SOFTMAX_INT8 if head.activation == "softmax" else logits
     return HeadPlan(
-        kernel=QuantTensor(quantize_constant(head.kernel, k_params), k_params),
+        kernel=kernel,
         bias=QuantTensor(quantize_bias(head.bias, bias_scale), QuantParams(bias_scale, 0, "int32")),
         logits=logits,
         output=output,

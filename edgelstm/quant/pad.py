@@ -24,7 +24,7 @@ import numpy as np
 
 from edgelstm.errors import UnsupportedError
 from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
-from edgelstm.ir.roles import GATES
+from edgelstm.ir.roles import GATES, name_of
 from edgelstm.ir.spec import LSTMSpec
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.quant.support import TARGET
@@ -55,7 +55,7 @@ def _pad_direction(w: LSTMWeights) -> LSTMWeights:
     if spec.projection_bias:
         tensors["projection_bias"] = np.concatenate([w["projection_bias"], np.zeros(n - p)])
     for g in GATES:
-        name = f"recurrent_to_{g}_weights"
+        name = name_of("recurrent", g)
         if name in tensors:
             rec = np.zeros((n, n), dtype=np.float32)
             rec[:, :p] = w[name]
@@ -67,7 +67,7 @@ def _spread_inputs(w: LSTMWeights, columns: np.ndarray, width: int) -> LSTMWeigh
     """``w`` reading a padded input: its input weight columns moved to ``columns``."""
     tensors = dict(w.tensors)
     for g in GATES:
-        name = f"input_to_{g}_weights"
+        name = name_of("weight", g)
         if name in tensors:
             wide = np.zeros((w.spec.n_cell, width), dtype=np.float32)
             wide[:, columns] = w[name]
@@ -77,7 +77,7 @@ def _spread_inputs(w: LSTMWeights, columns: np.ndarray, width: int) -> LSTMWeigh
 
 def pad_for_int8(model: LSTMModel) -> PaddedModel:
     """Rewrite every direction that :func:`needs_padding` (a no-op model is returned as is)."""
-    if not any(needs_padding(w.spec) for layer in model.layers for w in layer.directions):
+    if not any(needs_padding(v.weights.spec) for v in model.walk()):
         return PaddedModel(model, None)
     if model.return_state and any(needs_padding(w.spec) for w in model.layers[-1].directions):
         raise UnsupportedError(
@@ -90,20 +90,22 @@ def pad_for_int8(model: LSTMModel) -> PaddedModel:
     columns: np.ndarray | None = None  # real feature positions of the previous output
     width = model.n_input
     padded_dirs: list[str] = []
-    for k, layer in enumerate(model.layers):
+    for visit in model.walk_layers():
         directions = []
         out_cols, offset = [], 0
-        for d, original in enumerate(layer.directions):
+        for v in visit.directions:
+            original = v.weights
             w = original if columns is None else _spread_inputs(original, columns, width)
             if needs_padding(w.spec):
                 w = _pad_direction(w)
-                padded_dirs.append(f"layer{k}/{('forward', 'backward')[d]}")
+                padded_dirs.append(f"layer{v.k}/{v.name}")
             out_cols.append(np.arange(original.spec.n_output) + offset)
             offset += w.spec.n_output
             directions.append(w)
         new_cols = np.concatenate(out_cols)
         columns = None if offset == len(new_cols) else new_cols
         width = offset
+        layer = visit.layer
         layers.append(
             LSTMLayer(*directions, go_backwards=layer.go_backwards, reverse=layer.reverse)
         )

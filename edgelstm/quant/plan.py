@@ -28,7 +28,13 @@ from typing import Literal
 
 import numpy as np
 
-from edgelstm.ir.roles import GATES, present_weight_roles
+from edgelstm.ir.roles import (
+    GATES,
+    INTERMEDIATE_BY_NAME,
+    INTERMEDIATES,
+    name_of,
+    present_weight_roles,
+)
 from edgelstm.ir.spec import LSTMSpec
 from edgelstm.quant.calibrate import DirectionStats
 from edgelstm.quant.estimators import ESTIMATORS, Observer, estimate
@@ -39,12 +45,10 @@ from edgelstm.quant.qparams import (
     f32,
     kernel_clip_int8,
     kernel_clip_int16,
-    quantize_bias,
-    quantize_constant,
     symmetric,
-    symmetric_weights,
 )
 from edgelstm.quant.support import check_spec
+from edgelstm.quant.tensor import QuantTensor, quantize_bias, quantize_symmetric
 
 CELL_HEADROOM = 1.25
 """Cell and LN accumulators are int16: headroom over the calibrated extreme costs < 1 bit of
@@ -67,28 +71,14 @@ RMSE only -0..-6%, but max error up to 3.7x, because a saturated state feeds eve
 
 
 @dataclass(frozen=True)
-class QuantTensor:
-    """A quantized constant: integer codes and their params."""
-
-    data: np.ndarray
-    params: QuantParams
-
-    @property
-    def dtype(self) -> str:
-        return str(self.data.dtype)
-
-    def dequantize(self) -> np.ndarray:
-        return self.params.dequantize(self.data)
-
-
-@dataclass(frozen=True)
 class Int8Plan:
     """Everything the TFLite builder needs for one full-integer fused LSTM op.
 
     ``tensors`` maps each present weight role to its :class:`QuantTensor`; ``input``,
     ``output`` (also the output_state variable's params), ``cell_state`` describe the
-    activations; ``intermediates`` are the op's 5 intermediate tensors (None = a FLOAT32
-    [0]-shaped placeholder). ``ranges`` are the estimated real ranges (provenance).
+    activations; ``intermediates`` are the op's 5 intermediate tensors in the order of
+    :data:`~edgelstm.ir.roles.INTERMEDIATES` (None = a FLOAT32 [0]-shaped placeholder); read
+    one by name with :meth:`intermediate`. ``ranges`` are the estimated real ranges (provenance).
     """
 
     spec: LSTMSpec
@@ -104,6 +94,10 @@ class Int8Plan:
     @property
     def output_state(self) -> QuantParams:
         return self.output
+
+    def intermediate(self, name: str) -> QuantParams | None:
+        """The params of intermediate ``name`` (``'input_gate'`` .. ``'hidden'``)."""
+        return self.intermediates[INTERMEDIATE_BY_NAME[name].index]
 
     @property
     def cell_scale_exponent(self) -> int:
@@ -129,8 +123,9 @@ class Int8Plan:
             f"output s={self.output.scale:.3g} zp={self.output.zero_point}",
             f"cell 2^{self.cell_scale_exponent}",
         ]
-        if self.spec.projection and self.intermediates[4] is not None:
-            parts.append(f"hidden s={self.intermediates[4].scale:.3g}")
+        hidden = self.intermediate("hidden")
+        if self.spec.projection and hidden is not None:
+            parts.append(f"hidden s={hidden.scale:.3g}")
         return f"int8 plan ({self.estimator}): " + ", ".join(parts)
 
 
@@ -255,7 +250,9 @@ def plan_direction(
                 gate_params[g] = QuantParams(Q312, 0, "int16")
 
     tensors = _quantize_weights(spec, w, input_params, out_params, hidden_params)
-    intermediates = tuple(gate_params.get(g) for g in GATES) + (hidden_params,)
+    intermediates = tuple(
+        hidden_params if i.gate is None else gate_params.get(i.gate) for i in INTERMEDIATES
+    )
     return Int8Plan(
         spec=spec,
         tensors=MappingProxyType(tensors),
@@ -278,25 +275,19 @@ def _quantize_weights(
 ) -> dict[str, QuantTensor]:
     """Every present constant role, in op-input order, with the kernel's dtypes and scales."""
     tensors: dict[str, QuantTensor] = {}
-
-    def put(name: str, params: QuantParams, data: np.ndarray | None = None) -> None:
-        values = w[name]
-        q = quantize_constant(values, params) if data is None else data
-        tensors[name] = QuantTensor(q, params)
-
     for role in present_weight_roles(spec):
         name, gate = role.name, role.gate
         values = w[name]
         if role.kind in ("weight", "recurrent", "projection"):
             min_scale = 0.0
             if role.kind == "weight" and not spec.layer_norm:  # its scale sets the bias scale
-                min_scale = _bias_fit_scale(w[f"{gate}_gate_bias"], 1) / input_params.scale
-            put(name, symmetric_weights(values, "int8", min_scale))
+                min_scale = _bias_fit_scale(w[name_of("bias", gate)], 1) / input_params.scale
+            tensors[name] = quantize_symmetric(values, "int8", min_scale=min_scale)
         elif role.kind == "peephole":
-            put(name, symmetric_weights(values, "int16"))
+            tensors[name] = quantize_symmetric(values, "int16")
         elif role.kind == "ln":
-            fit = _bias_fit_scale(w[f"{gate}_gate_bias"], 1024)
-            put(name, symmetric_weights(values, "int16", fit))
+            fit = _bias_fit_scale(w[name_of("bias", gate)], 1024)
+            tensors[name] = quantize_symmetric(values, "int16", min_scale=fit)
     for role in present_weight_roles(spec):
         if role.kind != "bias":
             continue
@@ -304,9 +295,9 @@ def _quantize_weights(
         if name == "projection_bias":
             scale = tensors["projection_weights"].params.scale * hidden_params.scale
         elif spec.layer_norm:
-            scale = tensors[f"{role.gate}_layer_norm_coefficients"].params.scale * 2.0**-10
+            scale = tensors[name_of("ln", role.gate)].params.scale * 2.0**-10
         else:
-            scale = tensors[f"input_to_{role.gate}_weights"].params.scale * input_params.scale
+            scale = tensors[name_of("weight", role.gate)].params.scale * input_params.scale
         data = quantize_bias(w[name], scale)
         tensors[name] = QuantTensor(data, QuantParams(scale, 0, "int32"))
     # Keep op-input order (biases were appended last).

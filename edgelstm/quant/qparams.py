@@ -1,4 +1,9 @@
-"""Affine quantization parameters and the integer-kernel rules for choosing them.
+"""Affine quantization parameters (format-neutral types) and the rules for choosing them.
+
+:class:`QuantParams` is one (scale, zero point) for a whole tensor, :class:`ChannelParams`
+one per slice along an axis. Nothing here knows a file format: the TFLite writer turns them
+into its ``Quantization`` (:mod:`edgelstm.targets.tflite.quant_desc`), the ONNX pass into
+initializers. The arithmetic that turns float arrays into codes is :mod:`.tensor`.
 
 Every scale is rounded to float32 the moment it is chosen: the .tflite file stores float32
 scales and the kernel derives its fixed-point multipliers from those, so the integers we
@@ -13,10 +18,11 @@ from typing import Literal
 
 import numpy as np
 
-IntDType = Literal["int8", "int16", "int32"]
+IntDType = Literal["int8", "uint8", "int16", "int32"]
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
+    "uint8": (0, 255),
     "int16": (-32768, 32767),
     "int32": (-(2**31), 2**31 - 1),
 }
@@ -74,14 +80,62 @@ class QuantParams:
         return (np.asarray(q, dtype=np.float64) - self.zero_point) * self.scale
 
 
-def asymmetric_int8(lo: float, hi: float) -> QuantParams:
-    """int8 params covering [lo, hi] extended to contain 0 (so 0, the initial state, is exact)."""
+@dataclass(frozen=True)
+class ChannelParams:
+    """Per-channel affine quantization: slice ``i`` along ``axis`` has
+    ``real = scales[i] * (q - zero_points[i])``."""
+
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    dtype: IntDType
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        scales = tuple(f32(s) for s in self.scales)
+        if len(self.zero_points) != len(scales):
+            raise ValueError(
+                f"ChannelParams: {len(scales)} scales but {len(self.zero_points)} zero points"
+            )
+        if not all(math.isfinite(s) and s > 0 for s in scales):
+            raise ValueError("ChannelParams.scales: expected finite values > 0")
+        lo, hi = INT_RANGES[self.dtype]
+        if not all(lo <= z <= hi for z in self.zero_points):
+            raise ValueError(f"ChannelParams.zero_points: outside {self.dtype}")
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "zero_points", tuple(int(z) for z in self.zero_points))
+
+    def broadcast(self, values: tuple[float, ...] | tuple[int, ...], ndim: int) -> np.ndarray:
+        """``values`` (scales or zero points) shaped to broadcast against an ndim-array."""
+        shape = [1] * ndim
+        shape[self.axis] = len(values)
+        return np.asarray(values, dtype=np.float64).reshape(shape)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        q = np.asarray(q, dtype=np.float64)
+        zero = self.broadcast(self.zero_points, q.ndim)
+        return (q - zero) * self.broadcast(self.scales, q.ndim)
+
+
+Params = QuantParams | ChannelParams
+
+
+def asymmetric(
+    lo: float, hi: float, dtype: IntDType = "int8", empty_scale: float = 1.0
+) -> QuantParams:
+    """Params covering [lo, hi] extended to contain 0 (so 0, a zero state or a zero weight,
+    is exact); an empty range gets ``empty_scale`` and zero point 0."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo <= 0:
-        return QuantParams(1.0 / 128, 0, "int8")
-    scale = f32((hi - lo) / 255.0)
-    zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
-    return QuantParams(scale, zero_point, "int8")
+        return QuantParams(empty_scale, 0, dtype)
+    qmin, qmax = INT_RANGES[dtype]
+    scale = f32((hi - lo) / (qmax - qmin))
+    zero_point = int(np.clip(round(qmin - lo / scale), qmin, qmax))
+    return QuantParams(scale, zero_point, dtype)
+
+
+def asymmetric_int8(lo: float, hi: float) -> QuantParams:
+    """int8 activation params covering [lo, hi] and 0 (an empty range: scale 1/128)."""
+    return asymmetric(lo, hi, "int8", empty_scale=1.0 / 128)
 
 
 def symmetric(absmax: float, dtype: IntDType) -> QuantParams:
@@ -100,25 +154,6 @@ def symmetric_weights(values: np.ndarray, dtype: IntDType, min_scale: float = 0.
     if params.scale < min_scale:
         params = QuantParams(min_scale * (1 + 2**-20), 0, dtype)
     return params
-
-
-def quantize_constant(values: np.ndarray, params: QuantParams) -> np.ndarray:
-    """Quantize a constant tensor; symmetric tensors use the symmetric range (no -128 / -32768).
-
-    The kernels multiply by these codes; keeping the range symmetric makes ``-w`` exact.
-    """
-    q = np.round(np.asarray(values, dtype=np.float64) / params.scale) + params.zero_point
-    lo = params.qmin + (1 if params.zero_point == 0 and params.dtype != "int32" else 0)
-    return np.clip(q, lo, params.qmax).astype(params.dtype)
-
-
-def quantize_bias(values: np.ndarray, scale: float) -> np.ndarray:
-    """int32 bias codes at ``scale`` (the product of two float32 scales, kept in float64)."""
-    q = np.round(np.asarray(values, dtype=np.float64) / scale)
-    lo, hi = INT_RANGES["int32"]
-    if q.size and (q.min() < lo or q.max() > hi):
-        raise OverflowError(f"bias does not fit int32 at scale {scale:g}")
-    return q.astype(np.int32)
 
 
 def cell_scale_exponent(absmax: float) -> int:

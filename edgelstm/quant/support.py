@@ -43,10 +43,9 @@ def check_spec(spec: LSTMSpec) -> None:
 
 def check_model(model: LSTMModel) -> None:
     """Check every direction of ``model`` (layer index in the message when it fails)."""
-    for k, layer in enumerate(model.layers):
-        for d, weights in enumerate(layer.directions):
-            try:
-                check_spec(weights.spec)
-            except UnsupportedError as exc:
-                where = f"layer {k}" + (" backward" if d else "")
-                raise UnsupportedError(TARGET, f"{where}: {exc.reason}") from None
+    for v in model.walk():
+        try:
+            check_spec(v.weights.spec)
+        except UnsupportedError as exc:
+            where = f"layer {v.k}" + (" backward" if v.d else "")
+            raise UnsupportedError(TARGET, f"{where}: {exc.reason}") from None

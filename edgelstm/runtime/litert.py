@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import InputDataError, ModelFileError
+from edgelstm.quant.tensor import to_codes
 
 BACKENDS = ("litert", "tf")
 _LSTM_BUILTIN = 44  # BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
@@ -112,9 +113,7 @@ def _to_dtype(value: Any, detail: dict[str, Any], what: str) -> np.ndarray:
         scale, zero_point = detail.get("quantization", (0.0, 0))
         if not scale:
             raise InputDataError(f"{what}: integer tensor without a quantization scale")
-        info = np.iinfo(dtype)
-        q = np.round(arr.astype(np.float64) / scale) + zero_point
-        return np.clip(q, info.min, info.max).astype(dtype)
+        return to_codes(arr.astype(np.float64), scale, zero_point, dtype.name)
     return arr.astype(dtype)
 
 

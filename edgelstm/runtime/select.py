@@ -3,7 +3,7 @@
 verify, bench and report only ever see a :class:`Runner`: float input in the model's own
 layout, float (dequantized) outputs, ``reset()`` to zero the state. Hiding the differences
 here keeps them honest: a full-int8 model is fed and read through its own input/output
-quantization (read from the file by :mod:`edgelstm.inspect.info`), so its error includes
+quantization (read from the file by :mod:`edgelstm.inspect`), so its error includes
 exactly the rounding a user would see; and every TFLite run starts from zero state, because
 the fused LSTM keeps ``output_state``/``cell_state`` as variable tensors that persist
 across ``invoke()`` (two invokes of T steps would silently behave like one of 2T).
@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import InputDataError, ModelFileError, UnsupportedError
-from edgelstm.inspect.info import ModelInfo, TensorInfo, inspect_model
+from edgelstm.inspect import ModelInfo, TensorInfo, inspect_model
+from edgelstm.quant.tensor import from_codes, to_codes
 
 BACKENDS: tuple[str, ...] = ("auto", "litert", "tf", "tflite-runtime", "ort")
-_TFLITE_BACKENDS = ("litert", "tf", "tflite-runtime")
 
 # Run by exec() in the probe child, so that the child imports no edgelstm (~0.4 s saved).
 # Globals: path, runtime ("ort" or an Interpreter module), threads.
@@ -185,16 +185,15 @@ def _edgelstm_tflite_runner(path: Path, threads: int, backend: str) -> Any | Non
 
 def _quantize(x: np.ndarray, t: TensorInfo) -> np.ndarray:
     q = t.quantization or {"scale": [1.0], "zero_point": [0]}
-    info = np.iinfo(t.dtype)
     scale, zp = float(q["scale"][0]), int(q["zero_point"][0])
-    return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(t.dtype)
+    return to_codes(x, scale, zp, t.dtype)
 
 
 def _dequantize(y: np.ndarray, t: TensorInfo | None) -> np.ndarray:
     if y.dtype.kind not in "iu" or t is None or not t.quantization:
         return np.asarray(y, dtype=np.float32)
     scale, zp = float(t.quantization["scale"][0]), int(t.quantization["zero_point"][0])
-    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+    return from_codes(y, scale, zp, "float32").astype(np.float32)
 
 
 class Runner:

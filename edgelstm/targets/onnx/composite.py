@@ -13,14 +13,15 @@ copies); ``Loop`` is kept for measurement (``tools/bench_onnx.py``).
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from edgelstm.errors import SpecError
+from edgelstm.ir.options import RECURRENCES
+from edgelstm.ir.roles import name_of
 from edgelstm.reference import LAYER_NORM_EPSILON
 from edgelstm.targets.onnx.builder import GraphBuilder
 from edgelstm.targets.onnx.params import ONNX_GATES, OnnxParams
 
-RECURRENCES = ("scan", "loop")
 DEFAULT_RECURRENCE = "scan"
 """Measured (tools/bench_onnx.py, H=256, T=50, 1 thread): Scan is faster than Loop."""
 
@@ -74,11 +75,11 @@ def _cell(
         def pre(g: str, cell: str | None) -> str:
             v = zs[g]
             if cell is not None and spec.peephole:
-                peep = gb.const(f"{hint}.peep_{g}", t[f"cell_to_{g}_weights"])
+                peep = gb.const(f"{hint}.peep_{g}", t[name_of("peephole", g)])
                 v = gb.op("Add", [v, gb.op("Mul", [cell, peep])], hint=f"z_{g}")
             if spec.layer_norm:
-                coef = gb.const(f"{hint}.ln_{g}", t[f"{g}_layer_norm_coefficients"])
-                bias = gb.const(f"{hint}.b_{g}", t[f"{g}_gate_bias"])
+                coef = gb.const(f"{hint}.ln_{g}", t[name_of("ln", g)])
+                bias = gb.const(f"{hint}.b_{g}", t[name_of("bias", g)])
                 v = gb.op(
                     "LayerNormalization",
                     [v, coef, bias],
@@ -103,10 +104,6 @@ def _cell(
         if spec.proj_clip > 0:
             h = _clip(gb, h, spec.proj_clip, "proj_clip")
     return h, c
-
-
-def _value(name: str, shape: list) -> object:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
 def emit_composite(

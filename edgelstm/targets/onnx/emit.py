@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -23,12 +23,12 @@ from onnx import TensorProto, helper
 
 from edgelstm._io import write_bytes_atomic
 from edgelstm.errors import SpecError, UnsupportedError
-from edgelstm.ir.model import LSTMModel
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.model import LayerVisit, LSTMModel
+from edgelstm.ir.options import CompileOptions, OnnxOptions
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.targets.onnx import OPSET, names
 from edgelstm.targets.onnx.builder import GraphBuilder
-from edgelstm.targets.onnx.composite import DEFAULT_RECURRENCE, RECURRENCES, emit_composite
+from edgelstm.targets.onnx.composite import emit_composite
 from edgelstm.targets.onnx.fused import emit_fused
 from edgelstm.targets.onnx.params import fused_blocker, fused_reason, onnx_params
 
@@ -55,15 +55,14 @@ def plan(model: LSTMModel | LSTMWeights, force_composite: bool = False) -> list[
     """Fused-or-composite decision (with its reason) for every direction of ``model``."""
     model = LSTMModel.of(model)
     choices = []
-    for k, layer in enumerate(model.layers):
-        for d, weights in enumerate(layer.directions):
-            blocker = fused_blocker(weights.spec)
-            if force_composite:
-                choices.append(Choice(k, d, False, "composite (forced)"))
-            elif blocker is None:
-                choices.append(Choice(k, d, True, fused_reason(weights.spec)))
-            else:
-                choices.append(Choice(k, d, False, f"composite: {blocker}"))
+    for v in model.walk():
+        blocker = fused_blocker(v.weights.spec)
+        if force_composite:
+            choices.append(Choice(v.k, v.d, False, "composite (forced)"))
+        elif blocker is None:
+            choices.append(Choice(v.k, v.d, True, fused_reason(v.weights.spec)))
+        else:
+            choices.append(Choice(v.k, v.d, False, f"composite: {blocker}"))
     return choices
 
 
@@ -141,7 +140,6 @@ class _Ctx:
     model: LSTMModel
     options: CompileOptions
     fused: dict[tuple[int, int], bool]
-    recurrence: str
     batch: int | str
     batch_1d: str | None = None
     """Shape(x)[batch] as a 1-D tensor when the batch is dynamic."""
@@ -152,16 +150,15 @@ class _Ctx:
 def _state_inputs(ctx: _Ctx) -> dict[tuple[int, int, str], str]:
     """Optional initial-state inputs (zero defaults, broadcast to a dynamic batch)."""
     gb, states = ctx.gb, {}
-    for k, layer in enumerate(ctx.model.layers):
-        for d, weights in enumerate(layer.directions):
-            for which, width in (("h", weights.spec.n_output), ("c", weights.spec.n_cell)):
-                name = names.initial_state(k, d, which)
-                zeros = np.zeros((ctx.options.batch or 1, width), np.float32)
-                value = gb.add_default_input(name, [ctx.batch, width], zeros)
-                if ctx.batch_1d is not None:  # default [1, width] broadcast to the batch
-                    shape = gb.op("Concat", [ctx.batch_1d, gb.ints("width", [width])], axis=0)
-                    value = gb.op("Expand", [value, shape], hint=f"{name}_b")
-                states[k, d, which] = value
+    for v in ctx.model.walk():
+        for which, width in (("h", v.weights.spec.n_output), ("c", v.weights.spec.n_cell)):
+            name = names.initial_state(v.k, v.d, which)
+            zeros = np.zeros((ctx.options.batch or 1, width), np.float32)
+            value = gb.add_default_input(name, [ctx.batch, width], zeros)
+            if ctx.batch_1d is not None:  # default [1, width] broadcast to the batch
+                shape = gb.op("Concat", [ctx.batch_1d, gb.ints("width", [width])], axis=0)
+                value = gb.op("Expand", [value, shape], hint=f"{name}_b")
+            states[v.k, v.d, which] = value
     return states
 
 
@@ -182,11 +179,11 @@ def _sequence_lens_input(ctx: _Ctx, x_tm: str) -> None:
 
 
 def _layer(
-    ctx: _Ctx, k: int, seq: str, states: dict[tuple[int, int, str], str]
+    ctx: _Ctx, visit: LayerVisit, seq: str, states: dict[tuple[int, int, str], str]
 ) -> tuple[str, list[tuple[str, str]]]:
-    """Emit layer ``k`` on time-major ``seq``: (output [T,B,F], [(h, c) per direction])."""
-    gb, layer = ctx.gb, ctx.model.layers[k]
-    params = [onnx_params(w) for w in layer.directions]
+    """Emit one layer on time-major ``seq``: (output [T,B,F], [(h, c) per direction])."""
+    gb, layer, k = ctx.gb, visit.layer, visit.k
+    params = [onnx_params(v.weights) for v in visit.directions]
     h0 = [states[k, d, "h"] for d in range(len(params))]
     c0 = [states[k, d, "c"] for d in range(len(params))]
     hint = f"layer{k}"
@@ -194,11 +191,12 @@ def _layer(
     if layer.bidirectional and all(fused) and params[0].spec.n_cell == params[1].spec.n_cell:
         return emit_fused(gb, seq, params, "bidirectional", h0, c0, ctx.lens, hint)
     ys, finals = [], []
-    for d, p in enumerate(params):
+    for v, p in zip(visit.directions, params, strict=True):
+        d = v.d
         dhint = hint + (".backward" if d else "")
         if fused[d]:
             inp = _reverse_time(gb, seq, ctx.lens64) if layer.go_backwards else seq
-            direction = "reverse" if layer.realigns(d) else "forward"
+            direction = "reverse" if v.realigns else "forward"
             y, fin = emit_fused(gb, inp, [p], direction, [h0[d]], [c0[d]], ctx.lens, dhint)
             finals += fin
         else:
@@ -208,10 +206,10 @@ def _layer(
                 p,
                 h0[d],
                 c0[d],
-                reverse_input=layer.runs_reversed(d),
-                reverse_output=layer.realigns(d),
+                reverse_input=v.runs_reversed,
+                reverse_output=v.realigns,
                 hint=dhint,
-                recurrence=ctx.recurrence,
+                recurrence=ctx.options.onnx.recurrence,
             )
             finals.append((h, c))
         ys.append(y)
@@ -248,26 +246,22 @@ def _head(ctx: _Ctx, seq: str, last_finals: list[tuple[str, str]]) -> str:
     return out
 
 
-def _float_model(
-    model: LSTMModel, options: CompileOptions, force_composite: bool, recurrence: str
-) -> onnx.ModelProto:
+def _float_model(model: LSTMModel, options: CompileOptions) -> onnx.ModelProto:
     time_major = options.time_major if options.time_major is not None else model.time_major
     steps = options.seq_len if options.seq_len is not None else "time"
-    choices = plan(model, force_composite)
+    choices = plan(model, options.onnx.force_composite)
     ctx = _Ctx(
         GraphBuilder(),
         model,
         options,
         {(c.layer, c.direction): c.fused for c in choices},
-        recurrence,
         options.batch if options.batch is not None else "batch",
     )
     gb = ctx.gb
     gb.claim(names.OUTPUT)
-    for k, layer in enumerate(model.layers):
-        for d in range(len(layer.directions)):
-            gb.claim(names.final_state(k, d, "h"))
-            gb.claim(names.final_state(k, d, "c"))
+    for v in model.walk():
+        gb.claim(names.final_state(v.k, v.d, "h"))
+        gb.claim(names.final_state(v.k, v.d, "c"))
     layout = [steps, ctx.batch] if time_major else [ctx.batch, steps]
     x = gb.add_input(names.INPUT, [*layout, model.n_input])
     x_tm = x if time_major else _swap_time_batch(ctx, x, "x_tm", to_time_major=True)
@@ -279,8 +273,8 @@ def _float_model(
 
     seq = x_tm
     layer_finals = []
-    for k in range(len(model.layers)):
-        seq, finals = _layer(ctx, k, seq, states)
+    for visit in model.walk_layers():
+        seq, finals = _layer(ctx, visit, seq, states)
         layer_finals.append(finals)
     out = _head(ctx, seq, layer_finals[-1])
     if model.return_sequences:
@@ -289,11 +283,10 @@ def _float_model(
         gb.add_output(out, names.OUTPUT, [*layout, model.n_output])
     else:
         gb.add_output(out, names.OUTPUT, [ctx.batch, model.n_output])
-    for k, layer in enumerate(model.layers):
-        for d, weights in enumerate(layer.directions):
-            h, c = layer_finals[k][d]
-            gb.add_output(h, names.final_state(k, d, "h"), [ctx.batch, weights.spec.n_output])
-            gb.add_output(c, names.final_state(k, d, "c"), [ctx.batch, weights.spec.n_cell])
+    for v in model.walk():
+        h, c = layer_finals[v.k][v.d]
+        gb.add_output(h, names.final_state(v.k, v.d, "h"), [ctx.batch, v.weights.spec.n_output])
+        gb.add_output(c, names.final_state(v.k, v.d, "c"), [ctx.batch, v.weights.spec.n_cell])
 
     from edgelstm._version import __version__
 
@@ -313,23 +306,22 @@ def to_onnx(
     model: LSTMModel | LSTMWeights,
     options: CompileOptions | None = None,
     *,
-    force_composite: bool = False,
-    recurrence: str = DEFAULT_RECURRENCE,
+    force_composite: bool | None = None,
+    recurrence: str | None = None,
 ) -> onnx.ModelProto:
     """Build the ONNX model (float, or dynamic-int8 when ``options.quantize == "dynamic"``).
 
-    ``force_composite`` emits every direction as the composite (benchmarks, tests);
-    ``recurrence`` is "scan" (default, measured faster) or "loop".
+    ``options.onnx`` (:class:`~edgelstm.ir.options.OnnxOptions`) picks composite-only and
+    the recurrence; the ``force_composite`` / ``recurrence`` keywords, when given, override it.
     """
     options = options or CompileOptions()
     if not isinstance(options, CompileOptions):
         raise SpecError(f"options: expected CompileOptions, found {type(options).__name__}")
-    if recurrence not in RECURRENCES:
-        raise SpecError(f"recurrence: expected one of {RECURRENCES}, found {recurrence!r}")
+    options = _with_keywords(options, force_composite, recurrence)
     model = LSTMModel.of(model)
     if options.quantize == "int8":
         raise UnsupportedError("onnx", STATIC_INT8_REASON)
-    proto = _float_model(model, options, force_composite, recurrence)
+    proto = _float_model(model, options)
     if options.quantize == "dynamic":
         from edgelstm.targets.onnx.dynamic import quantize_dynamic_model
 
@@ -337,12 +329,27 @@ def to_onnx(
     return proto
 
 
+def _with_keywords(
+    options: CompileOptions, force_composite: bool | None, recurrence: str | None
+) -> CompileOptions:
+    """``options`` with the keyword shorthands of :func:`to_onnx` folded into ``onnx``."""
+    if force_composite is None and recurrence is None:
+        return options
+    onnx_options = OnnxOptions(
+        options.onnx.force_composite if force_composite is None else force_composite,
+        options.onnx.recurrence if recurrence is None else recurrence,  # type: ignore[arg-type]
+    )
+    return replace(options, onnx=onnx_options)
+
+
 def save_onnx(
     model: LSTMModel | LSTMWeights,
     path: str | os.PathLike[str],
     options: CompileOptions | None = None,
-    **kwargs: object,
+    *,
+    force_composite: bool | None = None,
+    recurrence: str | None = None,
 ) -> None:
     """Write :func:`to_onnx` to ``path`` atomically (no partial file on failure)."""
-    proto = to_onnx(model, options, **kwargs)  # type: ignore[arg-type]
+    proto = to_onnx(model, options, force_composite=force_composite, recurrence=recurrence)
     write_bytes_atomic(path, proto.SerializeToString())

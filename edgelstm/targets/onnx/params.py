@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgelstm.ir.gate_orders import ORDERS, join, stack, stack_peephole
+from edgelstm.ir.roles import name_of
 from edgelstm.ir.spec import LSTMSpec
 from edgelstm.ir.weights import LSTMWeights
 
@@ -54,13 +55,12 @@ class OnnxParams:
 
 def _materialise_cifg(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = dict(tensors)
-    for kind in ("input_to_{}_weights", "recurrent_to_{}_weights", "{}_gate_bias"):
-        out[kind.format("input")] = -tensors[kind.format("forget")]
-    if "cell_to_forget_weights" in tensors:
-        out["cell_to_input_weights"] = -tensors["cell_to_forget_weights"]
-    if "forget_layer_norm_coefficients" in tensors:
+    for kind in ("weight", "recurrent", "bias", "peephole"):
+        if name_of(kind, "forget") in tensors:
+            out[name_of(kind, "input")] = -tensors[name_of(kind, "forget")]
+    if name_of("ln", "forget") in tensors:
         # LN(-z) = -LN(z), so the coefficient keeps its sign: pre_i = -pre_f exactly.
-        out["input_layer_norm_coefficients"] = tensors["forget_layer_norm_coefficients"]
+        out[name_of("ln", "input")] = tensors[name_of("ln", "forget")]
     return out
 
 
@@ -74,7 +74,7 @@ def onnx_params(weights: LSTMWeights) -> OnnxParams:
     peep = stack_peephole("onnx", tensors) if spec.peephole else None
     ln = None
     if spec.layer_norm:
-        ln = join({g: tensors[f"{g}_layer_norm_coefficients"] for g in ONNX_GATES}, ONNX_GATES)
+        ln = join({g: tensors[name_of("ln", g)] for g in ONNX_GATES}, ONNX_GATES)
     return OnnxParams(
         spec,
         np.ascontiguousarray(w, np.float32),

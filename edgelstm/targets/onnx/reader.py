@@ -25,7 +25,7 @@ import numpy as np
 from edgelstm.errors import EdgeLSTMError, ModelFileError
 from edgelstm.ir.gate_orders import ORDERS, unstack, unstack_peephole
 from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
-from edgelstm.ir.roles import present_weight_roles
+from edgelstm.ir.roles import name_of, present_weight_roles
 from edgelstm.ir.spec import LSTMSpec
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.targets.onnx.weight_schemes import float_initializers
@@ -128,9 +128,9 @@ def _composite(inits: dict, spec: LSTMSpec, hint: str) -> dict[str, np.ndarray]:
     tensors = unstack("onnx", inits[f"{hint}.WT"].T, inits[f"{hint}.RT"].T, bias)
     for g in gates:
         if spec.peephole and g != "cell":
-            tensors[f"cell_to_{g}_weights"] = inits[f"{hint}.peep_{g}"]
+            tensors[name_of("peephole", g)] = inits[f"{hint}.peep_{g}"]
         if spec.layer_norm:
-            tensors[f"{g}_layer_norm_coefficients"] = inits[f"{hint}.ln_{g}"]
+            tensors[name_of("ln", g)] = inits[f"{hint}.ln_{g}"]
     if spec.projection:
         tensors["projection_weights"] = inits[f"{hint}.projT"].T
         if spec.projection_bias:

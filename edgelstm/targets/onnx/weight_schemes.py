@@ -1,4 +1,4 @@
-"""Integer weight schemes for onnxruntime's dynamic-int8 kernels, and the pass that applies them.
+"""Integer weight schemes for onnxruntime's dynamic-int8 kernels: the pass that applies them.
 
 onnxruntime's dynamic quantizer stores weights int8 and quantizes activations to uint8 at run
 time (0..255). Its x86 u8 x s8 kernels without VNNI (AVX2, AVX-512BW) multiply with
@@ -16,6 +16,9 @@ pair overflows only when 255 * (|q_k| + |q_k+1|) > 32767, i.e. |q_k| + |q_k+1| >
 * ``"uint8"``: asymmetric uint8 with a zero point; runs on the slower u8 x u8 kernels (16-bit
   products, no saturation): full 8-bit precision at ~1.4x the time.
 
+The arithmetic of each scheme is :mod:`edgelstm.quant.tensor` (``pair_safe_int8``,
+``seven_bit_int8``, ``uint8_asymmetric``); this module only knows the ONNX graph.
+
 :func:`requantize` rewrites the weights ORT's quantizer produced (``<name>_quantized`` /
 ``_scale`` / ``_zero_point`` initializers, in the main graph and in Scan bodies) from the float
 model's originals; the graph structure is untouched.
@@ -30,63 +33,33 @@ import onnx
 from onnx import numpy_helper
 
 from edgelstm.errors import UnsupportedError
+from edgelstm.quant.qparams import QuantParams
+from edgelstm.quant.tensor import (
+    PAIR_LIMIT,
+    max_pair_sum,
+    pair_safe_int8,
+    seven_bit_int8,
+    uint8_asymmetric,
+)
 
 SCHEMES = ("int8-pair", "int8-7bit", "uint8")
-PAIR_LIMIT = 128
-"""Largest |q_k| + |q_k+1| with uint8 activations: 255 * 128 = 32640 <= 32767 (int16)."""
-
-
-def pair_safe_int8(w: np.ndarray) -> tuple[np.ndarray, float]:
-    """Symmetric int8 of ``w`` [K, N] (K = reduction axis) with pair sums <= 128: (q, scale)."""
-    a = np.abs(w.astype(np.float64))
-    if a.shape[0] % 2:
-        a = np.concatenate([a, np.zeros_like(a[:1])])
-    pair_max, w_max = float((a[0::2] + a[1::2]).max(initial=0.0)), float(a.max(initial=0.0))
-    if w_max == 0.0:
-        return np.zeros(w.shape, np.int8), 1.0
-    q, scale = _symmetric(w, max(pair_max / PAIR_LIMIT, w_max / 127.0))
-    if max_pair_sum(q) > PAIR_LIMIT:  # rounding added 1 to a pair: 127 + 1 always fits
-        q, scale = _symmetric(w, max(pair_max / (PAIR_LIMIT - 1), w_max / 127.0))
-    return q, scale
-
-
-def _symmetric(w: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
-    scale = float(np.float32(scale))
-    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
-
-
-def seven_bit_int8(w: np.ndarray) -> tuple[np.ndarray, float]:
-    """Symmetric int8 with |q| <= 64 (onnxruntime's ``reduce_range``): (q, scale)."""
-    w_max = float(np.abs(w).max(initial=0.0))
-    scale = float(np.float32(w_max / 64.0)) if w_max else 1.0
-    return np.clip(np.rint(w / scale), -64, 64).astype(np.int8), scale
-
-
-def uint8_asymmetric(w: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """Asymmetric uint8 over [min(w, 0), max(w, 0)]: (q, scale, zero point)."""
-    lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
-    scale = float(np.float32((hi - lo) / 255.0)) if hi > lo else 1.0
-    zero_point = int(np.clip(round(-lo / scale), 0, 255))
-    q = np.clip(np.rint(w / scale) + zero_point, 0, 255).astype(np.uint8)
-    return q, scale, zero_point
-
-
-def max_pair_sum(q: np.ndarray) -> int:
-    """Largest |q_k| + |q_k+1| (even k) along axis -2 (the reduction axis of [.., K, N])."""
-    a = np.abs(q.astype(np.int32))
-    if a.shape[-2] % 2:
-        a = np.concatenate([a, np.zeros_like(a[..., :1, :])], axis=-2)
-    return int((a[..., 0::2, :] + a[..., 1::2, :]).max(initial=0))
+_SCHEME_FUNCTIONS = {
+    "int8-pair": pair_safe_int8,
+    "int8-7bit": seven_bit_int8,
+    "uint8": uint8_asymmetric,
+}
+__all__ = ["PAIR_LIMIT", "SCHEMES", "float_initializers", "pair_sums", "requantize", "walk_graphs"]
 
 
 def _quantize(w: np.ndarray, scheme: str) -> tuple[np.ndarray, float, int]:
-    if scheme == "int8-pair":
-        return (*pair_safe_int8(w), 0)
-    if scheme == "int8-7bit":
-        return (*seven_bit_int8(w), 0)
-    if scheme == "uint8":
-        return uint8_asymmetric(w)
-    raise UnsupportedError("onnx", f"weight scheme: expected one of {SCHEMES}, found {scheme!r}")
+    """(codes, scale, zero point) of one [K, N] block under ``scheme``."""
+    if scheme not in _SCHEME_FUNCTIONS:
+        raise UnsupportedError(
+            "onnx", f"weight scheme: expected one of {SCHEMES}, found {scheme!r}"
+        )
+    qt = _SCHEME_FUNCTIONS[scheme](w)
+    assert isinstance(qt.params, QuantParams)  # the schemes are per tensor
+    return qt.data, qt.params.scale, qt.params.zero_point
 
 
 def walk_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:

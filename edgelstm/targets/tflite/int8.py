@@ -1,8 +1,9 @@
 """Full-integer TFLite graphs: the TFLite emitter's graph with int8 tensors and int8 LSTM ops.
 
 :func:`edgelstm.targets.tflite.fused.to_tflite` hands ``quantize="int8"`` to :func:`to_tflite_int8`.
-The graph structure (stacking, REVERSE_V2, CONCATENATION, STRIDED_SLICE, head) is the float
-emitter's, reused by subclassing it, so both stay one graph; this module changes only:
+The graph structure (stacking, REVERSE_V2, CONCATENATION, STRIDED_SLICE, head) is
+:class:`~edgelstm.targets.tflite.graph.GraphEmitter`'s, as for the float file, so both stay
+one graph; this module changes only:
 
 * every sequence/step tensor is int8 with the params of the tensor it is computed from
   (REVERSE_V2, STRIDED_SLICE and CONCATENATION then copy bytes: the directions of a
@@ -11,14 +12,14 @@ emitter's, reused by subclassing it, so both stay one graph; this module changes
 * the head is an int8 FULLY_CONNECTED (+ int8 SOFTMAX);
 * I/O: float by default — QUANTIZE after the graph input, DEQUANTIZE before the graph
   output, so the file is a drop-in replacement for the float one — or int8 tensors directly
-  with ``options.extra["int8_io"] = True`` (scale and zero point in the tensors'
+  with ``options.int8.io`` (scale and zero point in the tensors'
   quantization, for integer-only targets). ``return_state`` outputs are always the op's
   integer state variables (int8 h with the output's params, int16 c with scale 2^k): a
   DEQUANTIZE reading a variable has no data dependency on the LSTM op, and XNNPACK, which
   takes DEQUANTIZE, then runs it before the LSTM and returns the previous state.
 
-``options.extra`` also takes ``"estimator"`` (see :func:`.plan.resolve_estimators`) and
-``"progress"`` (calibration progress bar).
+``options.int8`` also gives the calibration's ``estimator`` (see
+:func:`edgelstm.quant.plan.resolve_estimators`) and ``progress`` (progress bar).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgelstm.errors import CalibrationError
-from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.model import DirectionVisit, LSTMModel
 from edgelstm.ir.options import CompileOptions
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.quant.model_plan import ModelPlan, quantize_model
 from edgelstm.quant.qparams import QuantParams
 from edgelstm.targets.tflite.builder import GraphBuilder, Quantization
-from edgelstm.targets.tflite.fused import FC_KEEP_NUM_DIMS_VERSION, _Emitter
+from edgelstm.targets.tflite.graph import FC_KEEP_NUM_DIMS_VERSION, GraphEmitter
 from edgelstm.targets.tflite.lstm_op import LSTMOpTensors
 from edgelstm.targets.tflite.quant_desc import int8_op_tensors, quantization
 from edgelstm.targets.tflite.schema import (
@@ -131,20 +132,13 @@ class _Int8Graph(GraphBuilder):
         return out
 
 
-class _Int8Emitter(_Emitter):
-    """The float emitter with integer tensors (see the module docstring)."""
+class _Int8Emitter(GraphEmitter):
+    """The graph with integer tensors (see the module docstring)."""
 
     def __init__(self, model: LSTMModel, options: CompileOptions, plan: ModelPlan) -> None:
         super().__init__(model, options)
         self.plan = plan
-        self.g = _Int8Graph(
-            self.g.description, bool(options.extra.get("int8_io", False)), plan.output_columns
-        )
-        self._plans = {
-            id(w): plan.direction(k, d)
-            for k, layer in enumerate(model.layers)
-            for d, w in enumerate(layer.directions)
-        }
+        self.g = _Int8Graph(self.g.description, options.int8.io, plan.output_columns)
 
     def _params_of(self, name: str) -> QuantParams:
         """Params of an emitter-made sequence/step tensor, from its name."""
@@ -182,8 +176,8 @@ class _Int8Emitter(_Emitter):
             name, [b or 1, features], [b or -1, features], self._params_of(name)
         )
 
-    def op_tensors(self, weights: LSTMWeights) -> LSTMOpTensors:
-        return int8_op_tensors(self._plans[id(weights)])
+    def op_tensors(self, visit: DirectionVisit) -> LSTMOpTensors:
+        return int8_op_tensors(self.plan.direction(visit.k, visit.d))
 
     def head(self, x: int, rank: int) -> int:
         hp = self.plan.head
@@ -234,7 +228,7 @@ class _Int8Emitter(_Emitter):
 
 
 def plan_for(model: LSTMModel, options: CompileOptions) -> ModelPlan:
-    """Calibrate and plan ``model`` from ``options`` (``calibration`` and ``extra``)."""
+    """Calibrate and plan ``model`` from ``options`` (``calibration`` and ``int8``)."""
     if options.calibration is None:
         raise CalibrationError(
             "quantize='int8' needs calibration data: representative [N, T, I] input "
@@ -243,8 +237,8 @@ def plan_for(model: LSTMModel, options: CompileOptions) -> ModelPlan:
     return quantize_model(
         model,
         options.calibration,
-        estimator=options.extra.get("estimator"),
-        progress=options.extra.get("progress"),
+        estimator=options.int8.estimator,
+        progress=options.int8.progress,
     )
 
 

@@ -12,7 +12,8 @@ quantization) and hands them over in one :class:`LSTMOpTensors`:
 * ``output_state`` / ``cell_state``: dtype and quantization of the two variable tensors
   (shape is [batch, n_output] / [batch, n_cell]; no data; ``is_variable``).
 * ``output``: dtype and quantization of the op's single output tensor.
-* ``intermediates``: the 5 operator intermediates full int8 needs (empty otherwise); each
+* ``intermediates``: intermediate name -> TensorDesc for the 5 operator intermediates full
+  int8 needs (names from :data:`edgelstm.ir.roles.INTERMEDIATES`; empty otherwise); each
   desc needs an explicit ``shape`` (e.g. ``(0,)`` for FLOAT32 placeholders).
 * ``version`` / ``asymmetric_quantize_inputs``: operator version and option (1 float and full
   int8, 2 hybrid, 3 hybrid with asymmetric inputs).
@@ -20,19 +21,20 @@ quantization) and hands them over in one :class:`LSTMOpTensors`:
 :func:`add_lstm_op` then adds the tensors to a :class:`GraphBuilder` in role order, writes
 absent optional inputs as -1 (20 inputs without layer norm, 24 with), and returns the tensor
 indices of the output and the two state variables. Tensor names are
-``{prefix}/{role name}``, ``{prefix}/output_state``, ``{prefix}/cell_state`` and
-``{prefix}/output``; the runner and reader find the states by these indices/names.
+``{prefix}/{role name}``, ``{prefix}/output_state``, ``{prefix}/cell_state``,
+``{prefix}/output`` and ``{prefix}/intermediate_{index}``; the runner and reader find the
+states by these indices/names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgelstm.errors import UnsupportedError
-from edgelstm.ir.roles import N_INPUTS, N_INPUTS_NO_LAYER_NORM, ROLES
+from edgelstm.ir.roles import INTERMEDIATES, N_INPUTS, N_INPUTS_NO_LAYER_NORM, ROLES, Role
 from edgelstm.ir.spec import LSTMSpec
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.targets.tflite.builder import GraphBuilder, Quantization
@@ -68,7 +70,8 @@ class LSTMOpTensors:
     output_state: TensorDesc = FLOAT32
     cell_state: TensorDesc = FLOAT32
     output: TensorDesc = FLOAT32
-    intermediates: tuple[TensorDesc, ...] = ()
+    intermediates: Mapping[str, TensorDesc] = field(default_factory=dict)
+    """Intermediate name (:data:`~edgelstm.ir.roles.INTERMEDIATES`) -> desc: all 5 or none."""
     version: int = FLOAT_OP_VERSION
     asymmetric_quantize_inputs: bool = False
 
@@ -127,52 +130,8 @@ def add_lstm_op(
     ``batch`` None makes the state tensors resizable (shape [1, n], signature [-1, n]).
     """
     activation = check_activation(spec)
-    n_inputs = N_INPUTS if spec.layer_norm else N_INPUTS_NO_LAYER_NORM
-    expected = {r.name for r in ROLES if r.is_weight and r.present(spec)}
-    if set(tensors.weights) != expected:
-        raise ValueError(
-            f"{prefix}: tensors for roles {sorted(tensors.weights)} do not match "
-            f"{spec.describe()} (expected {sorted(expected)})"
-        )
-    state_rows = batch if batch is not None else 1
-    inputs: list[int] = []
-    states: dict[str, int] = {}
-    for r in ROLES[:n_inputs]:
-        if r.kind == "input":
-            inputs.append(x)
-        elif r.kind == "state":
-            desc = tensors.output_state if r.name == "output_state" else tensors.cell_state
-            width = r.shape(spec)[-1]
-            states[r.name] = g.add_tensor(
-                f"{prefix}/{r.name}",
-                [state_rows, width],
-                desc.dtype,
-                quantization=desc.quantization,
-                is_variable=True,
-                shape_signature=[-1 if batch is None else batch, width],
-            )
-            inputs.append(states[r.name])
-        elif r.name in tensors.weights:
-            desc = tensors.weights[r.name]
-            if desc.data is None:
-                raise ValueError(f"{prefix}/{r.name}: a weight needs data")
-            data = np.asarray(desc.data)
-            if data.shape != r.shape(spec):
-                raise ValueError(
-                    f"{prefix}/{r.name}: shape {list(data.shape)} != {list(r.shape(spec))}"
-                )
-            inputs.append(
-                g.add_tensor(
-                    f"{prefix}/{r.name}",
-                    data.shape,
-                    desc.dtype,
-                    data=data,
-                    quantization=desc.quantization,
-                )
-            )
-        else:
-            inputs.append(-1)
-
+    _check_names(spec, tensors, prefix)
+    inputs, states = _add_inputs(g, x, spec, tensors, prefix=prefix, batch=batch)
     in_shape = g.tensor_shape(x)
     in_sig = g.tensor_signature(x)
     out = tensors.output
@@ -183,15 +142,7 @@ def add_lstm_op(
         quantization=out.quantization,
         shape_signature=in_sig[:-1] + [spec.n_output],
     )
-    intermediates = [
-        g.add_tensor(
-            f"{prefix}/intermediate_{k}",
-            d.shape if d.shape is not None else np.shape(d.data),
-            d.dtype,
-            quantization=d.quantization,
-        )
-        for k, d in enumerate(tensors.intermediates)
-    ]
+    intermediates = _add_intermediates(g, tensors.intermediates, prefix)
     opts = schema.UnidirectionalSequenceLSTMOptionsT()
     opts.fusedActivationFunction = activation
     opts.cellClip = float(spec.cell_clip)
@@ -208,3 +159,84 @@ def add_lstm_op(
         intermediates=intermediates or None,
     )
     return LSTMOpResult(output, states["output_state"], states["cell_state"])
+
+
+def _check_names(spec: LSTMSpec, tensors: LSTMOpTensors, prefix: str) -> None:
+    """Refuse descriptions whose weight roles or intermediates do not fit ``spec``."""
+    expected = {r.name for r in ROLES if r.is_weight and r.present(spec)}
+    if set(tensors.weights) != expected:
+        raise ValueError(
+            f"{prefix}: tensors for roles {sorted(tensors.weights)} do not match "
+            f"{spec.describe()} (expected {sorted(expected)})"
+        )
+    names = set(tensors.intermediates)
+    if names and names != {i.name for i in INTERMEDIATES}:
+        raise ValueError(
+            f"{prefix}: intermediates {sorted(names)} are not all of "
+            f"{[i.name for i in INTERMEDIATES]} (or none)"
+        )
+
+
+def _add_inputs(
+    g: GraphBuilder,
+    x: int,
+    spec: LSTMSpec,
+    tensors: LSTMOpTensors,
+    *,
+    prefix: str,
+    batch: int | None,
+) -> tuple[list[int], dict[str, int]]:
+    """The op's input tensor indices in role order (-1 for absent ones), and the states'."""
+    n_inputs = N_INPUTS if spec.layer_norm else N_INPUTS_NO_LAYER_NORM
+    inputs: list[int] = []
+    states: dict[str, int] = {}
+    for r in ROLES[:n_inputs]:
+        if r.kind == "input":
+            inputs.append(x)
+        elif r.kind == "state":
+            desc = tensors.output_state if r.name == "output_state" else tensors.cell_state
+            states[r.name] = _add_state(g, r, spec, desc, prefix=prefix, batch=batch)
+            inputs.append(states[r.name])
+        elif r.name in tensors.weights:
+            inputs.append(_add_weight(g, r, spec, tensors.weights[r.name], prefix))
+        else:
+            inputs.append(-1)
+    return inputs, states
+
+
+def _add_intermediates(g: GraphBuilder, descs: Mapping[str, TensorDesc], prefix: str) -> list[int]:
+    """The intermediate tensors in operator order, named ``intermediate_{index}``."""
+    out: list[int] = []
+    for i in INTERMEDIATES if descs else ():
+        d = descs[i.name]
+        shape = d.shape if d.shape is not None else np.shape(d.data)
+        name = f"{prefix}/{i.tensor_name}"
+        out.append(g.add_tensor(name, shape, d.dtype, quantization=d.quantization))
+    return out
+
+
+def _add_state(
+    g: GraphBuilder, r: Role, spec: LSTMSpec, desc: TensorDesc, *, prefix: str, batch: int | None
+) -> int:
+    """A variable state tensor, [batch, width] (resizable rows when ``batch`` is None)."""
+    width = r.shape(spec)[-1]
+    return g.add_tensor(
+        f"{prefix}/{r.name}",
+        [batch if batch is not None else 1, width],
+        desc.dtype,
+        quantization=desc.quantization,
+        is_variable=True,
+        shape_signature=[-1 if batch is None else batch, width],
+    )
+
+
+def _add_weight(g: GraphBuilder, r: Role, spec: LSTMSpec, desc: TensorDesc, prefix: str) -> int:
+    """A constant weight tensor, its shape checked against the roles table."""
+    if desc.data is None:
+        raise ValueError(f"{prefix}/{r.name}: a weight needs data")
+    data = np.asarray(desc.data)
+    if data.shape != r.shape(spec):
+        raise ValueError(f"{prefix}/{r.name}: shape {list(data.shape)} != {list(r.shape(spec))}")
+    return g.add_tensor(
+        f"{prefix}/{r.name}", data.shape, desc.dtype, data=data, quantization=desc.quantization
+    )

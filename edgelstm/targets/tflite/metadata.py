@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import ModelFileError
-from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.model import DIRECTION_NAMES, LSTMModel
 from edgelstm.ir.options import CompileOptions
 
 METADATA_NAME = "edgelstm"
 FORMAT = "edgelstm-tflite"
 FORMAT_VERSION = 1
-DIRECTION_NAMES = ("forward", "backward")
 
 
 def direction_prefix(layer: int, direction: int) -> str:
@@ -47,19 +46,19 @@ def build_metadata(
 
     provenance = dict(model.provenance)
     layers = []
-    for k, layer in enumerate(model.layers):
+    for visit in model.walk_layers():
         layers.append(
             {
-                "go_backwards": layer.go_backwards,
-                "reverse": layer.reverse,
+                "go_backwards": visit.layer.go_backwards,
+                "reverse": visit.layer.reverse,
                 "directions": [
                     {
-                        "name": DIRECTION_NAMES[d],
-                        "prefix": direction_prefix(k, d),
-                        "spec": w.spec.to_dict(),
-                        "weights_digest": w.digest(),
+                        "name": v.name,
+                        "prefix": direction_prefix(v.k, v.d),
+                        "spec": v.weights.spec.to_dict(),
+                        "weights_digest": v.weights.digest(),
                     }
-                    for d, w in enumerate(layer.directions)
+                    for v in visit.directions
                 ],
             }
         )

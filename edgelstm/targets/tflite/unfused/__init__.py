@@ -4,7 +4,7 @@
 * :mod:`.params` — gates stacked into one matrix, per-channel int8 weights;
 * :mod:`.cell` — one LSTM time step (every feature; float, dynamic-range, static int8);
 * :mod:`.loop` — fully unrolled or WHILE-loop recurrence schedules;
-* :mod:`.calibrate` — activation ranges for the static-int8 variant;
+* :mod:`.ranges` — the static-int8 variant's activation params (from :mod:`edgelstm.quant`);
 * :mod:`.onnx_u8` — DynamicQuantizeLSTM with uint8 weights (accurate on any x86).
 
 The model-level entry point is :func:`edgelstm.targets.tflite.unfused.emit.to_tflite_unfused`; the

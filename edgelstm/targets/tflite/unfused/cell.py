@@ -25,10 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgelstm.quant.qparams import Params
+from edgelstm.quant.tensor import product_bias, quantize_symmetric
 from edgelstm.reference import LAYER_NORM_EPSILON
 from edgelstm.targets.tflite.builder import Quantization
+from edgelstm.targets.tflite.quant_desc import quantization
 from edgelstm.targets.tflite.unfused.ops import Ops
-from edgelstm.targets.tflite.unfused.params import DirectionParams, quantize_per_channel
+from edgelstm.targets.tflite.unfused.params import DirectionParams
 
 MODES = ("none", "dynamic", "int8")
 
@@ -47,12 +50,6 @@ class StaticQuant:
     """The projection FC's output."""
 
 
-def int32_bias(bias: np.ndarray, input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
-    """Bias of an int8 FC: int32 with scale input_scale * weight_scale (per channel)."""
-    scale = np.float64(input_scale) * weight_scales.astype(np.float64)
-    return np.clip(np.rint(bias / scale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
-
-
 class Cell:
     """Emits time steps of one direction into one (sub)graph; constants made once."""
 
@@ -69,10 +66,10 @@ class Cell:
         if mode == "int8" and static is None:
             raise ValueError("mode 'int8' needs calibrated StaticQuant parameters")
         self.ops, self.p, self.mode, self.static, self.hint = ops, params, mode, static, hint
-        self._scales: dict[str, np.ndarray] = {}
+        self._weight_params: dict[str, Params] = {}
         spec = params.spec
         self.n = spec.n_cell
-        self.r = self._matrix("recurrent", params.r)
+        self.r = self._matrix("recurrent_weights", params.r)
         self.peephole = {
             g: ops.const(f"{hint}/peephole_{g}", v) for g, v in params.peephole.items()
         }
@@ -93,25 +90,24 @@ class Cell:
                     )
         self.proj = self.proj_bias = -1
         if params.proj is not None:
-            self.proj = self._matrix("projection", params.proj)
+            self.proj = self._matrix("projection_weights", params.proj)
             if params.proj_bias is not None:
                 if mode == "int8":
                     assert static is not None and static.m is not None
-                    scales = self._scales["projection"]
-                    data = int32_bias(params.proj_bias, static.m.scale[0], scales)
-                    q = Quantization(
-                        tuple(float(static.m.scale[0] * s) for s in scales), (0,) * len(scales)
+                    weights = self._weight_params["projection_weights"]
+                    b = product_bias(params.proj_bias, static.m.scale[0], weights)
+                    self.proj_bias = ops.const(
+                        f"{hint}/projection_bias", b.data, "int32", quantization(b.params)
                     )
-                    self.proj_bias = ops.const(f"{hint}/projection_bias", data, "int32", q)
                 else:
                     self.proj_bias = ops.const(f"{hint}/projection_bias", params.proj_bias)
 
     def _matrix(self, name: str, matrix: np.ndarray) -> int:
         if self.mode == "none":
-            return self.ops.const(f"{self.hint}/{name}_weights", matrix)
-        qm = quantize_per_channel(matrix)
-        self._scales[name] = qm.scales
-        return self.ops.const(f"{self.hint}/{name}_weights", qm.q, "int8", qm.quantization())
+            return self.ops.const(f"{self.hint}/{name}", matrix)
+        qm = quantize_symmetric(matrix, "int8", axis=0)
+        self._weight_params[name] = qm.params
+        return self.ops.const(f"{self.hint}/{name}", qm.data, "int8", quantization(qm.params))
 
     # -- matrix products -------------------------------------------------------------------
     def _product(

@@ -32,25 +32,25 @@ import numpy as np
 
 from edgelstm.errors import UnsupportedError
 from edgelstm.ir.model import LSTMModel
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import SCHEDULES, CompileOptions
 from edgelstm.ir.weights import LSTMWeights
-from edgelstm.targets.tflite.builder import GraphBuilder, Quantization
+from edgelstm.quant.tensor import product_bias, quantize_symmetric
+from edgelstm.targets.tflite.builder import GraphBuilder
 from edgelstm.targets.tflite.metadata import (
     DIRECTION_NAMES,
     METADATA_NAME,
     build_metadata,
     encode_metadata,
 )
-from edgelstm.targets.tflite.unfused.cell import StaticQuant, int32_bias
+from edgelstm.targets.tflite.quant_desc import quantization
+from edgelstm.targets.tflite.unfused.cell import StaticQuant
 from edgelstm.targets.tflite.unfused.loop import Direction, unrolled, while_loop
 from edgelstm.targets.tflite.unfused.ops import Ops
 from edgelstm.targets.tflite.unfused.params import (
     direction_params,
-    quantize_per_channel,
     stacked_input_weights,
 )
 
-SCHEDULES = ("auto", "while", "unrolled")
 UNROLL_BUDGET = 8 << 20
 """``auto`` unrolls fully while T copies of the recurrent weights (XNNPACK packs one per
 FULLY_CONNECTED node) stay within this. Measured crossover (T=5/10/20/50, input 128):
@@ -73,10 +73,9 @@ def recurrent_bytes(model: LSTMModel, quantize: str) -> int:
     """Bytes of the recurrent (and projection) weights of every direction."""
     per = 4 if quantize == "none" else 1
     total = 0
-    for layer in model.layers:
-        for d in layer.directions:
-            s = d.spec
-            total += (4 - s.cifg) * s.n_cell * s.n_output + s.projection * s.n_cell * s.n_output
+    for v in model.walk():
+        s = v.weights.spec
+        total += (4 - s.cifg) * s.n_cell * s.n_output + s.projection * s.n_cell * s.n_output
     return total * per
 
 
@@ -140,15 +139,14 @@ class _Lowering:
         if mode == "none":
             wt, bt = ops.const(f"layer{k}/input_weights", w), ops.const(f"layer{k}/bias", bias)
             return ops.fc(seq, wt, bt, units, keep_dims=True, hint=f"layer{k}/xw")
-        qm = quantize_per_channel(w)
-        wt = ops.const(f"layer{k}/input_weights", qm.q, "int8", qm.quantization())
+        qm = quantize_symmetric(w, "int8", axis=0)
+        wt = ops.const(f"layer{k}/input_weights", qm.data, "int8", quantization(qm.params))
         if mode == "dynamic":
             bt = ops.const(f"layer{k}/bias", bias)
             return ops.fc(seq, wt, bt, units, keep_dims=True, hybrid=True, hint=f"layer{k}/xw")
         q_in, q_out = self.statics[("input", k)], self.statics[("xw", k)]
-        scales = qm.scales.astype(np.float64) * q_in.scale[0]
-        bq = Quantization(tuple(float(s) for s in scales), (0,) * len(scales))
-        bt = ops.const(f"layer{k}/bias", int32_bias(bias, q_in.scale[0], qm.scales), "int32", bq)
+        b = product_bias(bias, q_in.scale[0], qm.params)
+        bt = ops.const(f"layer{k}/bias", b.data, "int32", quantization(b.params))
         xq = ops.quantize(seq, q_in)
         y = ops.fc(xq, wt, bt, units, keep_dims=True, out_dtype="int8", quant=q_out)
         return ops.dequantize(y)
@@ -165,28 +163,28 @@ class _Lowering:
         self.g.add_input("input", x)
         seq = ops.transpose(x, [1, 0, 2]) if self.time_major else x
         rank, finals = 3, []
-        for k, layer in enumerate(model.layers):
-            last = k == len(model.layers) - 1
-            params = [direction_params(w) for w in layer.directions]
+        for visit in model.walk_layers():
+            k = visit.k
+            params = [direction_params(v.weights) for v in visit.directions]
             xw = self.input_projection(k, seq, params)
             _, _, offsets = stacked_input_weights(params)
             dirs = []
-            for d, p in enumerate(params):
-                h0 = self.initial_state(k, d, "h", p.spec.n_output)
-                c0 = self.initial_state(k, d, "c", p.spec.n_cell)
+            for v, p in zip(visit.directions, params, strict=True):
+                h0 = self.initial_state(k, v.d, "h", p.spec.n_output)
+                c0 = self.initial_state(k, v.d, "c", p.spec.n_cell)
                 dirs.append(
                     Direction(
-                        name=f"layer{k}/{DIRECTION_NAMES[d]}",
+                        name=f"layer{k}/{v.name}",
                         params=p,
-                        offset=offsets[d],
-                        reverse=layer.runs_reversed(d),
-                        realign=layer.realigns(d),
+                        offset=offsets[v.d],
+                        reverse=v.runs_reversed,
+                        realign=v.realigns,
                         h0=h0,
                         c0=c0,
-                        static=self.statics.get(("cell", k, d)),
+                        static=self.statics.get(("cell", k, v.d)),
                     )
                 )
-            keep = not (last and not model.return_sequences)
+            keep = not (visit.last and not model.return_sequences)
             if self.schedule == "unrolled":
                 results = unrolled(ops, xw, dirs, self.steps, self.mode, keep)
             else:
@@ -263,24 +261,20 @@ class _Lowering:
 
 
 def to_tflite_unfused(
-    model: LSTMModel | LSTMWeights,
-    options: CompileOptions | None = None,
-    *,
-    schedule: str = "auto",
-    chunk: int | None = None,
-    segment: int | None = None,
+    model: LSTMModel | LSTMWeights, options: CompileOptions | None = None
 ) -> bytes:
     """Compile ``model`` with the unfused lowering (see the module docstring).
 
-    ``schedule``: "auto" (:func:`choose_schedule`), "unrolled" (needs ``options.seq_len``)
-    or "while" with ``chunk`` steps per trip (a divisor of T) and output ``segment`` (a
-    multiple of ``chunk`` dividing T); None picks them (:func:`while_plan`).
+    ``options.unfused`` (:class:`~edgelstm.ir.options.UnfusedOptions`) gives the schedule:
+    "auto" (:func:`choose_schedule`), "unrolled" (needs ``options.seq_len``) or "while"
+    with ``chunk`` steps per trip (a divisor of T) and output ``segment`` (a multiple of
+    ``chunk`` dividing T); None picks them (:func:`while_plan`).
     ``options.quantize`` "int8" calibrates on ``options.calibration`` ([N, T, I]).
     """
     model = LSTMModel.of(model)
     options = options if options is not None else CompileOptions()
-    if schedule not in SCHEDULES:
-        raise UnsupportedError("tflite-unfused", f"schedule must be one of {SCHEDULES}")
+    chosen = options.unfused
+    schedule, chunk, segment = chosen.schedule, chosen.chunk, chosen.segment
     steps = options.seq_len
     if schedule == "auto":
         schedule, chunk, segment = choose_schedule(model, steps, options.quantize, options.batch)
@@ -308,7 +302,7 @@ def to_tflite_unfused(
             )
     statics = None
     if options.quantize == "int8":
-        from edgelstm.targets.tflite.unfused.calibrate import static_params
+        from edgelstm.targets.tflite.unfused.ranges import static_params
 
         statics = static_params(model, options)
     return _Lowering(model, options, schedule, chunk, statics, segment).build()
