@@ -42,3 +42,7 @@ class ModelFileError(EdgeLSTMError):
 
 class InputDataError(EdgeLSTMError, ValueError):
     """Input data given to run a model has the wrong shape, type or values."""
+
+
+class MissingDependencyError(EdgeLSTMError, ImportError):
+    """An optional framework (TensorFlow, PyTorch) is needed and not installed; says the extra."""

@@ -41,13 +41,13 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgelstm import DenseHead, LSTMModel, from_npz, reference_model
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import CompileOptions, OnnxOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "char_lm_lstm.npz"
@@ -196,7 +196,8 @@ def compile_variant(
     else:
         from edgelstm.targets.onnx import save_onnx
 
-        save_onnx(model, path, options)
+        # the streaming form: h/c are inputs, so the caller carries state between chunks
+        save_onnx(model, path, replace(options, onnx=OnnxOptions(state_inputs=True)))
 
 
 def print_table(

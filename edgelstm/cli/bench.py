@@ -7,16 +7,30 @@ import argparse
 from edgelstm.cli.args import non_negative_int, positive_int
 
 HELP = "latency percentiles, throughput, size and peak memory of models, interleaved"
+EPILOG = """examples:
+  edgelstm bench model.tflite model.onnx
+  edgelstm bench model.tflite --threads 4 --runs 1000 --json
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("bench", help=HELP, description=HELP)
+    p = sub.add_parser(
+        "bench",
+        help=HELP,
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("models", nargs="+", help=".tflite / .onnx files (timed round-robin)")
     p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads")
     p.add_argument("--runs", type=positive_int, default=200, help="timed runs per model")
     p.add_argument("--warmup", type=non_negative_int, default=20, help="untimed runs first")
     p.add_argument(
-        "--backend", default="auto", choices=("auto", "litert", "tf", "tflite-runtime", "ort")
+        "--backend",
+        default="auto",
+        choices=("auto", "litert", "tf", "tflite-runtime", "ort"),
+        help="runtime to run the models on (auto: ai-edge-litert for .tflite, "
+        "onnxruntime for .onnx)",
     )
     p.add_argument("--batch", type=positive_int, help="batch size for a dynamic batch dim")
     p.add_argument("--seq-len", type=positive_int, help="steps for a dynamic time dim (50)")

@@ -15,17 +15,31 @@ from edgelstm.cli.args import non_negative_int, positive_float, positive_int
 from edgelstm.errors import UnsupportedError
 
 HELP = "compile a source model to .tflite or .onnx"
+EPILOG = """examples:
+  edgelstm compile model.keras -o model.tflite
+  edgelstm compile model.keras -o model.onnx --quantize dynamic
+  edgelstm compile lstm.pt -o lstm.tflite --batch-first --prefix lstm. --head fc.
+  edgelstm compile model.npz -o model.tflite --quantize int8 --calibration data.npy
+  edgelstm compile model.keras -o best.tflite --optimize latency --max-error 1e-3
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("compile", help=HELP, description=HELP)
+    p = sub.add_parser(
+        "compile",
+        help=HELP,
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("source", help="weights/model file: .npz, .onnx, .tflite, .keras, .h5, .pt")
     p.add_argument("-o", "--output", required=True, help="output file (.tflite or .onnx)")
     p.add_argument(
         "--batch",
         type=non_negative_int,
-        default=1,
-        help="fixed batch size (0 = dynamic; default 1)",
+        default=None,
+        help="fixed batch size; default (or 0): dynamic, so the file runs any number of "
+        "sequences per invoke (no importer records a fixed batch to keep)",
     )
     p.add_argument("--seq-len", type=positive_int, default=None, help="fixed sequence length")
     p.add_argument("--time-major", action="store_true", help="input as [T, B, I]")
@@ -60,7 +74,49 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--runs", type=positive_int, default=100, help="with --optimize: timed runs per variant"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow -o to be the source file itself (refused otherwise)",
+    )
+    torch = p.add_argument_group("PyTorch state_dict sources (.pt/.pth)")
+    torch.add_argument(
+        "--batch-first",
+        action="store_true",
+        default=None,
+        help="the nn.LSTM had batch_first=True (input [B, T, I]); default: PyTorch's "
+        "time-major [T, B, I]",
+    )
+    torch.add_argument(
+        "--prefix",
+        metavar="PREFIX",
+        help="key prefix of the nn.LSTM to take (e.g. 'encoder.lstm.') when the state_dict "
+        "holds more than the LSTM",
+    )
+    torch.add_argument(
+        "--head",
+        metavar="PREFIX",
+        help="key prefix of an nn.Linear in the same state_dict (e.g. 'fc.') to apply to "
+        "every output step as the dense head",
+    )
     return p
+
+
+def _refuse_overwriting_source(source: str, out: Path, overwrite: bool) -> None:
+    """``-o`` naming the source itself (same path, symlink or hard link) would destroy it."""
+    import os
+
+    try:
+        same = out.exists() and os.path.samefile(source, out)
+    except OSError:
+        same = False
+    if same and not overwrite:
+        raise UnsupportedError(
+            "compile",
+            f"-o {out} is the source {source} itself (same file after resolving symlinks and "
+            "hard links); writing it would replace your source: choose another -o, or pass "
+            "--overwrite",
+        )
 
 
 def _optimize(args: argparse.Namespace, model, options, out: Path) -> int:
@@ -115,9 +171,21 @@ def run(args: argparse.Namespace) -> int:
         from edgelstm.measure.data import load_calibration
 
         calibration = load_calibration(args.calibration)
-    model = load_source(args.source)
+    _refuse_overwriting_source(args.source, out, args.overwrite)
+    model = load_source(
+        args.source, batch_first=args.batch_first, prefix=args.prefix, head=args.head
+    )
+    if Path(args.source).suffix.lower() in (".pt", ".pth") and args.batch_first is None:
+        import sys
+
+        print(
+            f"note: {Path(args.source).name}: a state_dict does not record batch_first; "
+            "compiled as PyTorch's default time-major [T, B, I] (pass --batch-first for "
+            "batch_first=True)",
+            file=sys.stderr,
+        )
     options = CompileOptions(
-        batch=None if args.batch == 0 else args.batch,
+        batch=args.batch or None,  # None (the default) or 0: dynamic
         seq_len=args.seq_len,
         time_major=True if args.time_major else None,
         quantize=args.quantize,

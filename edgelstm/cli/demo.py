@@ -13,11 +13,21 @@ DESCRIPTION = (
     "accuracy, max error vs the float64 reference, p50 latency and size; write an HTML + "
     "Markdown report. No network, no TensorFlow or PyTorch."
 )
+EPILOG = """examples:
+  edgelstm demo
+  edgelstm demo --out-dir /tmp/jv --runs 50 --model jv-cifg-ln
+"""
 MODEL_CHOICES = ("jv", "jv-cifg-ln")  # = edgelstm.demo.run.MODELS (not imported: keep --help light)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help=HELP, description=DESCRIPTION)
+    p = sub.add_parser(
+        "demo",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--out-dir",
         metavar="DIR",

@@ -9,10 +9,20 @@ from __future__ import annotations
 import argparse
 
 HELP = "show the ops, tensor roles, shapes, dtypes, quantization and metadata of a model"
+EPILOG = """examples:
+  edgelstm inspect model.tflite
+  edgelstm inspect model.onnx --json
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("inspect", help=HELP, description=HELP)
+    p = sub.add_parser(
+        "inspect",
+        help=HELP,
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="a .tflite or .onnx file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p

@@ -42,6 +42,17 @@ def one_line(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from edgelstm.importers import quiet as _quiet
+
+    previous = _quiet.enable(not args.debug)  # TF's start-up lines are not ours; --debug shows
+    try:
+        return _run(args)
+    finally:
+        _quiet.enable(previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the chosen command; expected errors become one line on stderr."""
     try:
         return int(args.func(args) or 0)
     except EdgeLSTMError as exc:

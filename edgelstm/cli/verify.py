@@ -12,6 +12,11 @@ from edgelstm.cli.args import positive_int
 
 HELP = "compare a compiled model with the float64 reference of its source"
 EXIT_TOLERANCE = 1
+EPILOG = """examples:
+  edgelstm verify model.tflite
+  edgelstm verify model.tflite --against model.keras --data x.npy --tolerance 1e-5
+  edgelstm verify model.onnx --sequences 64 --seq-len 20 --json
+"""
 
 
 def non_negative_float(text: str) -> float:
@@ -26,22 +31,43 @@ def non_negative_float(text: str) -> float:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("verify", help=HELP, description=HELP)
+    p = sub.add_parser(
+        "verify",
+        help=HELP,
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="the compiled .tflite or .onnx file")
     p.add_argument(
         "--against",
         metavar="SOURCE",
         help="source model (.npz, .keras, .h5, .pt, .onnx, .tflite); default: the source "
-        "named in the model's provenance, else the model's own weights",
+        "named in the model's provenance when it is found (next to the model or in the "
+        "current directory) with matching weights, else the model's own weights read back; "
+        "the 'reference:' line of the output says which",
     )
-    p.add_argument("--data", help="input sequences [N, T, I] (.npy/.npz); default: random")
+    p.add_argument(
+        "--data",
+        help="input sequences [N, T, I] (.npy/.npz; [T, B, I] with --time-major), checked "
+        "against the model's input width and fixed T; default: random",
+    )
+    p.add_argument(
+        "--time-major",
+        action="store_true",
+        help="--data is time-major [T, B, I] (default: batch-major [N, T, I])",
+    )
     p.add_argument(
         "--tolerance", type=non_negative_float, help="max abs error allowed (exit 1 above it)"
     )
     p.add_argument(
-        "--backend", default="auto", choices=("auto", "litert", "tf", "tflite-runtime", "ort")
+        "--backend",
+        default="auto",
+        choices=("auto", "litert", "tf", "tflite-runtime", "ort"),
+        help="runtime to run the models on (auto: ai-edge-litert for .tflite, "
+        "onnxruntime for .onnx)",
     )
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--sequences", type=positive_int, help="number of random sequences")
     p.add_argument("--seq-len", type=positive_int, help="random sequence length (dynamic T)")
@@ -68,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         sequences=args.sequences,
         seq_len=args.seq_len,
         run_framework=not args.no_framework,
+        time_major=args.time_major,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

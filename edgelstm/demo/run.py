@@ -238,6 +238,8 @@ def run_demo(
 
 
 _Split = tuple[np.ndarray, np.ndarray, np.ndarray]
+DEMO_MAX_ERROR = 1e-2
+"""The report's verdict budget: max abs error of the class probabilities (0..1)."""
 """(x_train, x_test, y_test) of the bundled data set."""
 
 
@@ -362,7 +364,7 @@ def _notes(result: DemoResult) -> list[str]:
 def _accuracy_figure(result: DemoResult) -> bytes:
     from edgelstm.measure.report.plots import COLORS, _figure, _png
 
-    fig, ax = _figure(7.0, 0.6 + 0.45 * (len(result.variants) + 1))
+    fig, ax = _figure(7.5, 0.8 + 0.45 * (len(result.variants) + 1))
     names = ["reference (float64)"] + [v.name for v in result.variants]
     acc = [100 * result.reference_accuracy] + [100 * v.accuracy for v in result.variants]
     bars = ax.barh(names, acc, color=["#7f7f7f"] + list(COLORS[: len(result.variants)]))
@@ -371,7 +373,6 @@ def _accuracy_figure(result: DemoResult) -> bytes:
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlim(max(0.0, min(acc) - 10), 100)
     ax.set_xlabel(f"test accuracy (%), {result.total} utterances")
-    ax.set_title("Test-set accuracy on each variant's own interpreter")
     ax.grid(True, axis="x", alpha=0.3)
     return _png(fig)
 
@@ -405,6 +406,7 @@ def _write_report(
         bench=timings,
         figures=figures,
         notes=accuracy_notes + result.notes + [f"Versions: {ver}."],
+        max_error=DEMO_MAX_ERROR,
     )
     return write_report(rep, out / f"{prefix}_report.html")
 

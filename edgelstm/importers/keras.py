@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edgelstm.errors import ModelFileError, UnsupportedError, WeightsError
+from edgelstm.errors import MissingDependencyError, ModelFileError, UnsupportedError, WeightsError
+from edgelstm.importers.quiet import framework_quiet
 from edgelstm.importers.tf_cell import _activation_name
 from edgelstm.ir.gate_orders import unstack
 from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
@@ -287,9 +288,16 @@ def _load(path: Path) -> Any:
     errors = []
     for name, loader in loaders:
         try:
-            return loader(path)
+            with framework_quiet():  # TF's import-time log lines are not edgelstm's output
+                return loader(path)
+        except ImportError as exc:
+            errors.append(f"{name}: not installed ({exc})")
         except Exception as exc:  # noqa: BLE001 - any loader failure means an unusable file
             errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
+    if all(": not installed (" in e for e in errors):
+        raise MissingDependencyError(
+            f"{path}: reading {suffix} needs TensorFlow/Keras: pip install 'edgelstm[tf]'"
+        )
     raise ModelFileError(f"{path}: cannot load as a Keras model ({'; '.join(errors)})")
 
 

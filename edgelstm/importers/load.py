@@ -9,18 +9,37 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgelstm.errors import ModelFileError
+from edgelstm.errors import ModelFileError, UnsupportedError
 from edgelstm.ir.model import LSTMModel
 
 SOURCE_SUFFIXES = (".npz", ".onnx", ".tflite", ".keras", ".h5", ".pt", ".pth")
 
 
-def load_source(path: str | os.PathLike[str]) -> LSTMModel:
-    """Import the LSTM held in ``path`` (.npz, .onnx, .tflite, .keras/.h5, .pt/.pth)."""
+def load_source(
+    path: str | os.PathLike[str],
+    *,
+    batch_first: bool | None = None,
+    prefix: str | None = None,
+    head: str | None = None,
+) -> LSTMModel:
+    """Import the LSTM held in ``path`` (.npz, .onnx, .tflite, .keras/.h5, .pt/.pth).
+
+    ``batch_first``, ``prefix`` and ``head`` describe a PyTorch state_dict (see
+    :func:`~edgelstm.importers.torch_lstm.from_torch`); other sources refuse them.
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if not p.exists():
         raise ModelFileError(f"{p}: source file not found")
+    torch_only = {"--batch-first": batch_first, "--prefix": prefix, "--head": head}
+    given = [flag for flag, value in torch_only.items() if value is not None]
+    if given and suffix not in (".pt", ".pth"):
+        raise UnsupportedError(
+            "load",
+            f"{', '.join(given)} {'describe' if len(given) > 1 else 'describes'} a PyTorch "
+            f"state_dict (.pt/.pth); {p.name} is "
+            f"{suffix or 'extensionless'}: drop {'them' if len(given) > 1 else 'it'}",
+        )
     if suffix == ".npz":
         from edgelstm.importers.npz import from_npz
 
@@ -40,7 +59,7 @@ def load_source(path: str | os.PathLike[str]) -> LSTMModel:
     if suffix in (".pt", ".pth"):
         from edgelstm.importers.torch_lstm import from_torch
 
-        return from_torch(p)
+        return from_torch(p, batch_first=batch_first, prefix=prefix, head=head)
     raise ModelFileError(
         f"{p}: unknown source type {suffix or '(no extension)'}; "
         f"expected one of {', '.join(SOURCE_SUFFIXES)}"

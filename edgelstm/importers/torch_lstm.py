@@ -19,9 +19,15 @@ from typing import Any
 import numpy as np
 
 from edgelstm._io import read_bytes
-from edgelstm.errors import ModelFileError, SpecError, UnsupportedError, WeightsError
+from edgelstm.errors import (
+    MissingDependencyError,
+    ModelFileError,
+    SpecError,
+    UnsupportedError,
+    WeightsError,
+)
 from edgelstm.ir.gate_orders import unstack
-from edgelstm.ir.model import LSTMLayer, LSTMModel
+from edgelstm.ir.model import DenseHead, LSTMLayer, LSTMModel
 from edgelstm.ir.weights import LSTMWeights
 
 TARGET = "torch importer"
@@ -35,6 +41,7 @@ def from_torch(
     *,
     batch_first: bool | None = None,
     prefix: str | None = None,
+    head: str | None = None,
 ) -> LSTMModel:
     """Import a PyTorch LSTM as a canonical :class:`LSTMModel` (inference semantics).
 
@@ -45,6 +52,8 @@ def from_torch(
     in a larger module's state dict (e.g. ``"encoder.lstm."``). Dropout is an inference
     no-op and is ignored. The model's output is the ``output`` sequence of ``nn.LSTM``;
     ``h_n``/``c_n`` equal the final states ``reference_model`` reports for each layer.
+    ``head`` names an ``nn.Linear`` in the same state dict (e.g. ``"fc."``: ``fc.weight``
+    [units, features], ``fc.bias``) applied to every output step, as a linear dense head.
     """
     provenance: dict[str, Any] = {"source": "torch"}
     if isinstance(obj, (str, os.PathLike)):
@@ -65,19 +74,68 @@ def from_torch(
         batch_first = module_batch_first
     if batch_first is not None and not isinstance(batch_first, bool):
         raise SpecError(f"batch_first: expected a bool, found {batch_first!r}")
-    params, used_prefix = _select(state, prefix)
+    head_prefix = _head_prefix(head)
+    params, used_prefix = _select(state, prefix, head_prefix)
     layers, bias = _layers(params)
+    dense = _linear(state, head_prefix) if head_prefix is not None else None
     provenance.update(
         prefix=used_prefix,
         biases="bias_ih + bias_hh summed" if bias else "none (bias=False)",
         batch_first=bool(batch_first),
     )
+    if head_prefix is not None:
+        provenance["head"] = head_prefix
     return LSTMModel(
         layers=tuple(layers),
+        head=dense,
         return_sequences=True,
         time_major=not batch_first,
         provenance=provenance,
     )
+
+
+def _head_prefix(head: str | None) -> str | None:
+    """``"fc"`` or ``"fc."`` -> ``"fc."``; ``""`` means a bare ``weight``/``bias`` pair."""
+    if head is None:
+        return None
+    if not isinstance(head, str):
+        raise SpecError(f"head: expected a key prefix such as 'fc.', found {head!r}")
+    return head if head == "" or head.endswith(".") else head + "."
+
+
+def _linear(state: Mapping[str, Any], prefix: str) -> DenseHead:
+    """The ``nn.Linear`` stored under ``prefix`` as a linear :class:`DenseHead`."""
+    if f"{prefix}weight" not in state:
+        found = _linear_candidates(state)
+        raise SpecError(
+            f"head: no nn.Linear weight {prefix + 'weight'!r} in the state_dict; "
+            f"Linear-like prefixes found: {found or 'none'} (pass --head / head= one of them)"
+        )
+    weight = _array(f"{prefix}weight", state[f"{prefix}weight"])
+    if weight.ndim != 2:
+        raise WeightsError(
+            f"{prefix}weight: expected 2-D [units, features] (an nn.Linear), "
+            f"found {list(weight.shape)}"
+        )
+    if f"{prefix}bias" in state:
+        bias = _array(f"{prefix}bias", state[f"{prefix}bias"])
+    else:  # nn.Linear(bias=False)
+        bias = np.zeros(weight.shape[0], np.float64)
+    return DenseHead(weight, bias, "linear")
+
+
+def _linear_candidates(state: Mapping[str, Any]) -> list[str]:
+    """Prefixes ``p`` with a 2-D ``p + 'weight'`` outside any LSTM (possible heads)."""
+    found = []
+    for key, value in state.items():
+        name = str(key)
+        if (
+            name.endswith("weight")
+            and _KEY.match(name) is None
+            and len(getattr(value, "shape", ())) == 2
+        ):
+            found.append(name[: -len("weight")])
+    return sorted(found)
 
 
 def _module_state(obj: Any, provenance: dict[str, Any]) -> tuple[Mapping[str, Any], bool]:
@@ -119,8 +177,10 @@ def _load_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     data = read_bytes(path, "PyTorch file")
     try:
         import torch
-    except ImportError:  # pragma: no cover - torch is an optional dependency
-        raise ModelFileError(f"{path}: reading .pt/.pth files needs PyTorch installed") from None
+    except ImportError:
+        raise MissingDependencyError(
+            f"{path}: reading .pt/.pth files needs PyTorch: pip install 'edgelstm[torch]'"
+        ) from None
     try:
         with warnings.catch_warnings():  # TorchScript archives warn before being refused
             warnings.simplefilter("ignore", UserWarning)
@@ -170,11 +230,16 @@ def _load_error(path: str | os.PathLike[str], exc: Exception) -> ModelFileError:
     return ModelFileError(f"{path}: not a readable PyTorch file (truncated or corrupted?): {first}")
 
 
-def _select(state: Mapping[str, Any], prefix: str | None) -> tuple[dict[tuple, Any], str]:
+def _select(
+    state: Mapping[str, Any], prefix: str | None, head: str | None = None
+) -> tuple[dict[tuple, Any], str]:
     """The LSTM parameters as {(kind, layer, reverse): value}, for one key prefix."""
     groups: dict[str, dict[tuple, Any]] = {}
     others = []
+    head_keys = {f"{head}weight", f"{head}bias"} if head is not None else set()
     for key, value in state.items():
+        if str(key) in head_keys:
+            continue
         m = _KEY.match(str(key))
         if m is None:
             others.append(str(key))
@@ -185,7 +250,8 @@ def _select(state: Mapping[str, Any], prefix: str | None) -> tuple[dict[tuple, A
         wanted = prefix if prefix == "" or prefix.endswith(".") else prefix + "."
         if wanted not in groups:
             raise SpecError(
-                f"prefix: no LSTM parameters under {wanted!r}; found prefixes {sorted(groups)}"
+                f"prefix: no LSTM parameters under {wanted!r}; found prefixes {sorted(groups)} "
+                "(pass one as --prefix / prefix=)"
             )
         return groups[wanted], wanted
     if not groups:
@@ -195,13 +261,21 @@ def _select(state: Mapping[str, Any], prefix: str | None) -> tuple[dict[tuple, A
         )
     if len(groups) > 1:
         raise SpecError(
-            f"state_dict: holds several LSTMs (prefixes {sorted(groups)}); pass prefix= to pick one"
+            f"state_dict: holds several LSTMs (prefixes {sorted(groups)}); pick one with "
+            f"--prefix PREFIX on the command line (prefix= in Python), e.g. --prefix {min(groups)}"
         )
     (only,) = groups
     if others:
+        heads = _linear_candidates(state)
+        hint = (
+            f", or take the nn.Linear {heads[0]!r} as the dense head with --head {heads[0]} "
+            f"(head={heads[0]!r})"
+            if len(heads) == 1 and head is None
+            else ""
+        )
         raise SpecError(
             f"state_dict: also holds non-LSTM parameters {sorted(others)[:6]}, which would be "
-            f"dropped; pass prefix={only!r} to import just the LSTM"
+            f"dropped; pass --prefix {only} (prefix={only!r}) to import just the LSTM{hint}"
         )
     return groups[only], only
 

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from edgelstm.inspect.info import LSTM_OP, ModelInfo, TensorInfo
+from edgelstm.inspect.tflm import tflm_verdict
 from edgelstm.ir.roles import ROLES
 
 
@@ -61,6 +62,8 @@ def format_info(info: ModelInfo) -> str:
     if info.producer:
         lines.append(f"producer: {info.producer}")
     lines.extend(f"warning: {w}" for w in info.warnings)
+    if info.format == "tflite":
+        lines.append(tflm_verdict(info))
     for label, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(f"{label}:")
         lines.extend(_tensor_line(t.name, t) for t in tensors)

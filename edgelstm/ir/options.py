@@ -68,13 +68,27 @@ class OnnxOptions:
     ``force_composite`` emits every direction as the composite graph, even where the fused
     ``LSTM`` op is exact (benchmarks, tests); ``recurrence`` is the composite's loop:
     "scan" (default, measured faster) or "loop".
+
+    ``state_inputs`` emits the streaming form: every initial h/c is a required graph input
+    (the caller carries the final states from one call to the next); also implied by a
+    stateful model. Without it the file has no state inputs (zeros in the graph), so
+    onnxruntime opens it without warnings and no call can leak state into the next.
+    ``sequence_lens`` adds a required ``sequence_lens`` [B] int32 input (ragged batches;
+    only when every direction is a fused ``LSTM`` node).
     """
 
     force_composite: bool = False
     recurrence: Recurrence = "scan"
+    state_inputs: bool = False
+    sequence_lens: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("OnnxOptions.recurrence", self.recurrence, RECURRENCES)
+        for flag in ("state_inputs", "sequence_lens"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(
+                    f"OnnxOptions.{flag}: expected True or False, found {getattr(self, flag)!r}"
+                )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelstm.errors import ModelFileError, UnsupportedError
+from edgelstm.importers.quiet import framework_quiet
 
 _TORCH_KEY = re.compile(
     r"^(?P<prefix>.*?)(?P<kind>weight_ih|weight_hh|weight_hr|bias_ih|bias_hh)_l(?P<layer>\d+)"
@@ -49,7 +50,7 @@ def _keras(path: Path, x: np.ndarray) -> tuple[str, np.ndarray]:
     errors = []
     for module in ("keras", "tf_keras"):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), framework_quiet():
                 warnings.simplefilter("ignore")
                 keras = __import__(module)
                 model = keras.models.load_model(path, compile=False)

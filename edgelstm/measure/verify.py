@@ -73,6 +73,8 @@ class VerifyResult:
     framework_error: ErrorStats | None = None
     tolerance: float | None = None
     notes: list[str] = field(default_factory=list)
+    layout: str = ""
+    """How the input data was read, e.g. "batch-major [N, T, I]: 8 sequences of 29 steps"."""
 
     @property
     def max_abs(self) -> float:
@@ -147,6 +149,41 @@ def random_inputs(
     return x
 
 
+def _layout(x: np.ndarray, time_major: bool) -> str:
+    n, t, _ = x.shape
+    given = "time-major [T, B, I] (--time-major)" if time_major else "batch-major [N, T, I]"
+    return f"{given}: {n} sequence{'s' * (n != 1)} of {t} step{'s' * (t != 1)}"
+
+
+def read_data(
+    data: Any, runner: Any, n_input: int, time_major: bool = False
+) -> tuple[np.ndarray, str]:
+    """``data`` (array or .npy/.npz path) as batch-major [N, T, I] plus how it was read.
+
+    Checked against the model's fixed dimensions (I, and T when fixed), so that [T, B, I]
+    data cannot pass silently as T sequences of B steps.
+    """
+    x = load_data(data) if isinstance(data, str | os.PathLike) else np.asarray(data, np.float32)
+    raw = list(x.shape)
+    if x.ndim == 2:
+        x = x[None]  # one [T, I] sequence, whatever the layout
+    elif x.ndim == 3 and time_major:
+        x = x.transpose(1, 0, 2)
+    read_as = "[T, B, I] (--time-major)" if time_major else "[N, T, I]"
+    flag = "drop --time-major" if time_major else "pass --time-major (time_major=True)"
+    if x.ndim != 3 or x.shape[-1] != n_input:
+        shape_i = f"[T, B, {n_input}] (--time-major)" if time_major else f"[N, T, {n_input}]"
+        raise InputDataError(f"input data: expected {shape_i}, found {raw}")
+    shape = runner.input_shape
+    steps = shape[0 if runner.info.time_major else 1]
+    if steps > 0 and x.shape[1] != steps:
+        raise InputDataError(
+            f"input data: shape {raw} read as {read_as} has T = {x.shape[1]}, but the model "
+            f"takes T = {steps} (input {shape}); if the data's layout is the other one, {flag}"
+        )
+    return np.ascontiguousarray(x, dtype=np.float32), _layout(x, time_major)
+
+
 def _load_model_source(path: Path) -> LSTMModel:
     from edgelstm.importers.load import load_source
 
@@ -168,19 +205,20 @@ def resolve_source(
         p = Path(source)
         return _load_model_source(p), f"{p.name} (given)", p, notes
     prov = info.provenance
-    if isinstance(prov.get("source"), str):
-        name = prov["source"]
-        for cand in (model_path.parent / name, Path(name)):
-            if cand.is_file() and cand.resolve() != model_path.resolve():
-                try:
-                    model = _load_model_source(cand)
-                except EdgeLSTMError as exc:
-                    notes.append(f"provenance source {cand} unreadable: {exc}")
-                    break
-                if _digests(model) == prov.get("digests"):
-                    return model, f"{cand.name} (from provenance, digest match)", None, notes
-                notes.append(f"provenance source {cand} has other weights (digest differs)")
-                break
+    name = prov.get("source")
+    if isinstance(name, str) and name not in ("", "api"):
+        places = (model_path.parent / name, Path(name), model_path.parent / Path(name).name)
+        found = [c for c in places if c.is_file() and c.resolve() != model_path.resolve()]
+        if not found:
+            notes.append(
+                f"provenance source {name!r} not found next to the model or in the current "
+                "directory: the reference is the model's own weights; pass --against SOURCE "
+                "to compare with the source"
+            )
+        else:
+            model = _provenance_model(found[0], prov.get("digests"), notes)
+            if model is not None:
+                return model, f"{found[0].name} (from provenance, digest match)", None, notes
     try:
         model = _load_model_source(model_path)
     except (EdgeLSTMError, ImportError) as exc:
@@ -192,7 +230,23 @@ def resolve_source(
             "reference uses the model's own dequantized weights: weight quantization error "
             "is not counted (pass --against SOURCE to count it)"
         )
-    return model, f"{model_path.name} (weights read back)", None, notes
+    return model, f"{model_path.name}'s own weights (read back)", None, notes
+
+
+def _provenance_model(path: Path, digests: Any, notes: list[str]) -> LSTMModel | None:
+    """The provenance source at ``path`` when it loads and holds the file's weights."""
+    try:
+        model = _load_model_source(path)
+    except (EdgeLSTMError, ImportError) as exc:
+        notes.append(f"provenance source {path} unreadable ({exc}): using the model's own weights")
+        return None
+    if _digests(model) != digests:
+        notes.append(
+            f"provenance source {path} has other weights (digest differs): using the model's "
+            "own weights"
+        )
+        return None
+    return model
 
 
 def verify(
@@ -208,11 +262,13 @@ def verify(
     seq_len: int | None = None,
     run_framework: bool = True,
     probe: bool = True,
+    time_major: bool = False,
 ) -> VerifyResult:
     """Measure ``model_path`` against the float64 reference of ``source``.
 
     ``source``: a source file, an LSTMModel/LSTMWeights, or None (recover it, see module
-    doc). ``data``: [N, T, I] array or .npy/.npz path; None = seeded random inputs of the
+    doc). ``data``: [N, T, I] array or .npy/.npz path ([T, B, I] with ``time_major=True``),
+    checked against the model's input width and fixed T; None = seeded random inputs of the
     model's shape. With ``run_framework`` a framework source file is run on the same data.
     ``probe``: run the file once in a child process first, so that a runtime crash is a
     ModelFileError (see :func:`edgelstm.runtime.select.open_runner`); False for files
@@ -227,16 +283,14 @@ def verify(
         if data is None:
             x = random_inputs(runner, sequences, seq_len, seed)
             notes.append(f"random N(0,1) inputs, seed {seed}")
-        elif isinstance(data, (str, os.PathLike)):
-            x = load_data(data)
+            layout = _layout(x, False)
         else:
-            x = np.asarray(data, dtype=np.float32)
-            if x.ndim == 2:
-                x = x[None]
-        if x.ndim != 3 or x.shape[-1] != src_model.n_input:
-            raise InputDataError(
-                f"input data: expected [N, T, {src_model.n_input}], found {list(x.shape)}"
-            )
+            x, layout = read_data(data, runner, src_model.n_input, time_major)
+            if not time_major and runner.input_shape[0 if runner.info.time_major else 1] < 0:
+                notes.append(
+                    "the model's T is dynamic, so the data's layout cannot be checked: "
+                    "pass --time-major (time_major=True) if it is [T, B, I]"
+                )
         y = run_model(runner, x)
         scale = runner.output_scale
         used_backend = runner.backend
@@ -247,6 +301,7 @@ def verify(
         quantization=info.quantization,
         reference=src_desc,
         input_shape=list(x.shape),
+        layout=layout,
         output_shape=list(y.shape),
         error=error_stats(y, ref),
         output_scale=scale,
@@ -283,6 +338,7 @@ def format_result(r: VerifyResult) -> str:
     e = r.error
     lines = [
         f"{r.model}: {r.quantization} on {r.backend}, input {r.input_shape} -> {r.output_shape}",
+        f"data: {r.layout}",
         f"reference: float64 of {r.reference}",
         f"  max abs {e.max_abs:.3e}  RMSE {e.rmse:.3e}  mean abs {e.mean_abs:.3e}  "
         f"cosine {e.cosine:.9f}",

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import InputDataError, ModelFileError
-from edgelstm.quant.tensor import to_codes
+from edgelstm.quant.tensor import from_codes, to_codes
 
 BACKENDS = ("litert", "tf")
 _LSTM_BUILTIN = 44  # BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
@@ -339,3 +339,17 @@ class LiteRTRunner:
             (self.interpreter.get_tensor(h).copy(), self.interpreter.get_tensor(c).copy())
             for h, c in self.states
         ]
+
+    def float_state(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`state` as float32: int8/int16 states dequantized with their own parameters."""
+        tensors = [(fh, fc) for _, _, fh, fc in self._state_io] if self._state_io else self.states
+        return [
+            (self._dequantize(h, ih), self._dequantize(c, ic))
+            for (h, c), (ih, ic) in zip(self.state(), tensors, strict=True)
+        ]
+
+    def _dequantize(self, value: np.ndarray, index: int) -> np.ndarray:
+        scale, zero_point = self._details[index].get("quantization", (0.0, 0))
+        if value.dtype.kind not in "iu" or not scale:
+            return np.asarray(value, dtype=np.float32)
+        return from_codes(value, scale, zero_point, "float32")

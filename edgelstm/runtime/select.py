@@ -10,9 +10,11 @@ across ``invoke()`` (two invokes of T steps would silently behave like one of 2T
 
 Backends: ``litert`` (ai-edge-litert's classic Interpreter; its CompiledModel refuses
 variable tensors), ``tf`` (``tf.lite.Interpreter``, imports TensorFlow), ``tflite-runtime``
-(when importable; needs numpy<2) and ``ort`` (onnxruntime). ``auto`` picks litert for
-.tflite and ort for .onnx. The edgelstm runners (:mod:`edgelstm.runtime.litert`,
-:mod:`edgelstm.runtime.ort`) are used when present; a plain-interpreter adapter here covers
+(when importable; needs numpy<2), ``tflm`` (TFLite Micro's interpreter, the ``tflm``
+extra; :mod:`edgelstm.runtime.tflm`: fixed shapes, smallest arena) and ``ort``
+(onnxruntime). ``auto`` picks litert for .tflite and ort for .onnx. The edgelstm runners
+(:mod:`edgelstm.runtime.litert`, :mod:`edgelstm.runtime.ort`) are used when present; a
+plain-interpreter adapter here covers
 tflite-runtime and any runner that is not there yet.
 
 Crash probe: LiteRT and onnxruntime are C++, and a corrupted or adversarial file can make
@@ -43,7 +45,7 @@ from edgelstm.errors import InputDataError, ModelFileError, UnsupportedError
 from edgelstm.inspect import ModelInfo, TensorInfo, inspect_model
 from edgelstm.quant.tensor import from_codes, to_codes
 
-BACKENDS: tuple[str, ...] = ("auto", "litert", "tf", "tflite-runtime", "ort")
+BACKENDS: tuple[str, ...] = ("auto", "litert", "tf", "tflite-runtime", "tflm", "ort")
 
 # Run by exec() in the probe child, so that the child imports no edgelstm (~0.4 s saved).
 # Globals: path, runtime ("ort" or an Interpreter module), threads.
@@ -151,22 +153,57 @@ class InterpreterRunner:
         except (ValueError, RuntimeError, AttributeError, ImportError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{path}: {backend} cannot load the model: {first}") from None
-        self._input = self.interpreter.get_input_details()[0]
+        details = self.interpreter.get_input_details()
+        self._input = details[0]
         self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
+        self._time_major, self._states = _state_tensors(path)
+        self._zeroed = [d for d in details[1:] if d["index"] in self._states]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         interp = self.interpreter
         if tuple(self._input["shape"]) != x.shape:
-            interp.resize_tensor_input(self._input["index"], list(x.shape), strict=False)
-            interp.allocate_tensors()
-            self._input = interp.get_input_details()[0]
+            self._resize(x.shape)
         interp.reset_all_variables()
         interp.set_tensor(self._input["index"], x)
+        for d in self._zeroed:  # an unfused graph's initial-state inputs
+            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
         interp.invoke()
         return [interp.get_tensor(i) for i in self._outputs]
 
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        """Resize the input and every [batch, width] state tensor to ``shape``'s batch."""
+        interp = self.interpreter
+        batch = shape[1 if self._time_major else 0] if len(shape) == 3 else shape[0]
+        try:
+            interp.resize_tensor_input(self._input["index"], list(shape), strict=False)
+            for index in self._states:
+                width = int(interp.get_tensor(index).shape[-1])
+                interp.resize_tensor_input(index, [batch, width], strict=False)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InputDataError(
+                f"input: cannot use shape {list(shape)} with this model ({exc})"
+            ) from None
+        details = {d["index"]: d for d in interp.get_input_details()}
+        self._input = details[self._input["index"]]
+        self._zeroed = [details[d["index"]] for d in self._zeroed]
+
     def reset(self) -> None:
         self.interpreter.reset_all_variables()
+
+
+def _state_tensors(path: Path) -> tuple[bool, list[int]]:
+    """(time_major, indices of the state tensors) of a TFLite file: the fused ops' h/c
+    variables, or an unfused graph's initial-state inputs; (False, []) if unreadable."""
+    try:
+        from edgelstm.runtime.litert import _scan_all
+
+        pairs, time_major, _, inputs, state_io = _scan_all(path.read_bytes())
+    except Exception:  # noqa: BLE001 - no schema or a file the interpreter will judge
+        return False, []
+    by_name = dict(inputs or [])
+    unfused = [by_name.get(e.get(k)) for e in state_io for k in ("initial_h", "initial_c")]
+    return time_major, [i for pair in pairs for i in pair] + [i for i in unfused if i is not None]
 
 
 def _edgelstm_tflite_runner(path: Path, threads: int, backend: str) -> Any | None:
@@ -194,6 +231,13 @@ def _dequantize(y: np.ndarray, t: TensorInfo | None) -> np.ndarray:
         return np.asarray(y, dtype=np.float32)
     scale, zp = float(t.quantization["scale"][0]), int(t.quantization["zero_point"][0])
     return from_codes(y, scale, zp, "float32").astype(np.float32)
+
+
+class RunOutputs(list):
+    """What :meth:`Runner.run` returns: the outputs (a list, as always) plus ``states``, the
+    final ``[layer][direction] = (h, c)`` (float32, [B, width]) or None."""
+
+    states: list[list[Any]] | None = None
 
 
 class Runner:
@@ -243,10 +287,66 @@ class Runner:
         self.impl.reset()
         return self.impl.run(x)
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run one batch from zero state; outputs dequantized to float32."""
-        outs = self.run_prepared(self.prepare(x))
-        return [self._dequantize(k, np.asarray(y)) for k, y in enumerate(outs)]
+    def run(self, x: np.ndarray, initial_state: Any = None) -> RunOutputs:
+        """Run one batch; outputs dequantized to float32, in the file's order.
+
+        Starts from zero state, or from ``initial_state``: ``[layer][direction] = (h, c)``
+        (float; h [B, P], c [B, N]; None entries stay zero) or ``(h, c)`` for a one-layer,
+        one-direction model. The returned list's ``states`` holds the final states in that
+        same ``[layer][direction] = (h, c)`` float32 form, or None where the file or backend
+        does not expose them (tflite-runtime).
+        """
+        arr = self.prepare(x)
+        if initial_state is None:
+            outs = self.run_prepared(arr)
+        else:
+            outs = self._run_from(arr, initial_state)
+        result = RunOutputs(self._dequantize(k, np.asarray(y)) for k, y in enumerate(outs))
+        result.states = self._final_states(outs)
+        return result
+
+    def _state_layout(self) -> list[int]:
+        """Directions per layer of the file's LSTM states."""
+        from edgelstm.runtime.states import directions_per_layer, onnx_layout
+
+        if self.backend == "ort":
+            return onnx_layout(self.impl.input_names + self.impl.output_names)
+        count = len(getattr(self.impl, "_state_io", None) or getattr(self.impl, "states", []))
+        return directions_per_layer(self.info, count)
+
+    def _run_from(self, x: np.ndarray, initial_state: Any) -> list[np.ndarray]:
+        from edgelstm.runtime.states import normalize, pad_h
+
+        if isinstance(self.impl, InterpreterRunner) or self.backend == "tflm":
+            raise UnsupportedError(
+                f"initial_state on backend {self.backend}",
+                "this backend runs from zero state only; use --backend litert or tf",
+            )
+        nested = normalize(initial_state, self._state_layout())
+        if self.backend == "ort":
+            return self.impl.run(x, nested)
+        flat = [pair for layer in nested for pair in layer]
+        if self._padded():
+            flat = [pad_h(pair, self.impl, k) for k, pair in enumerate(flat)]
+        return self.impl.run(x, flat)
+
+    def _padded(self) -> bool:
+        """A full-int8 file whose projection was padded to n_cell (:mod:`edgelstm.quant.pad`):
+        its h state is wider than the source's."""
+        meta = self.info.metadata.get("edgelstm")
+        prov = meta.get("provenance") if isinstance(meta, dict) else None
+        return isinstance(prov, dict) and "int8_projection_padding" in prov
+
+    def _final_states(self, outs: list[np.ndarray]) -> list[list[Any]] | None:
+        from edgelstm.runtime.states import group, onnx_finals
+
+        if self.backend == "ort":
+            return onnx_finals(self.impl.output_names, outs)
+        float_state = getattr(self.impl, "float_state", None)
+        if float_state is None or self._padded():
+            return None  # padded h is not the source's state (return_state is refused there)
+        flat = float_state()
+        return group(flat, self._state_layout()) if flat else None
 
     def _dequantize(self, k: int, y: np.ndarray) -> np.ndarray:
         """Output ``k`` as float; its quantization is the same-position graph output's when
@@ -302,6 +402,10 @@ def open_runner(
     if backend == "ort":
         raise UnsupportedError("backend ort", "runs .onnx files only")
     backend = "litert" if backend == "auto" else backend
+    if backend == "tflm":  # refuses what TFLM cannot run; crash-safe arena search in a child
+        from edgelstm.runtime.tflm import TFLMRunner
+
+        return Runner(p, backend, threads, info, TFLMRunner(p))
     if probe:
         probe_file(p, backend, threads)
     impl = None

@@ -1,8 +1,9 @@
 """``edgelstm report``: one self-contained HTML (base64 PNG figures) and a Markdown twin.
 
 The browser test renders the HTML in headless Chromium (Debian: ``apt-get install -y
-chromium``) and checks that every image decoded and the page is not blank; it is skipped
-when no Chromium binary is on PATH.
+chromium``; CI installs it) and checks what a reader would notice: every figure decodes and
+is centred, nothing runs past the page width, no heading reads like an identifier. It is
+skipped only when no Chromium binary is on PATH.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import pytest
 from _verify_helpers import build_variants
 
 from edgelstm.cli.main import main
-from edgelstm.measure.report import build_report, write_report
+from edgelstm.measure.bench import BenchResult
+from edgelstm.measure.report import Report, build_report, write_report
+from edgelstm.measure.report.render import render_html, render_markdown
+from edgelstm.measure.verify import ErrorStats, VerifyResult
 
 FIGURES = ("latency", "size", "error_per_step", "accuracy_vs_latency")
 CHROMIUM = next(
@@ -77,21 +81,121 @@ def test_markdown_twin(written):
     )
 
 
+def _md_tables(text: str) -> list[list[list[str]]]:
+    """Every Markdown table as rows of cells (header first, separator dropped)."""
+    out: list[list[list[str]]] = []
+    prev = ""
+    for line in text.splitlines():
+        if line.startswith("| "):
+            if not prev.startswith("|"):
+                out.append([])
+            out[-1].append([c.strip() for c in line.strip("|").split(" | ")])
+        elif line.startswith("|---"):
+            pass
+        prev = line
+    return out
+
+
+def test_no_column_is_all_dashes_or_one_shared_number(written):
+    """A column of "-" or of one number repeated in every row says nothing per row."""
+    _, html, md = written
+    text = md.read_text()
+    for table in _md_tables(text):
+        header, *rows = table
+        assert len(rows) >= 3
+        for j, name in enumerate(header[1:], start=1):
+            cells = [r[j] for r in rows]
+            assert any(c != "-" for c in cells), name
+    page = html.read_text()
+    assert "framework max abs" not in page and "peak MB" not in page
+    assert "model MB" in page or "No model MB column" in page
+
+
+def _synthetic(errors_ms: list[tuple[float, float]], out_shape: list[int]) -> Report:
+    bench, verify = [], []
+    for k, (err, ms) in enumerate(errors_ms):
+        bench.append(
+            BenchResult(
+                name=f"m{k}.tflite", path=f"m{k}.tflite", format="tflite", backend="litert",
+                threads=1, quantization="float", input_shape=[1, 10, 4], runs=10, warmup=1,
+                p50_ms=ms, p90_ms=ms, p99_ms=ms, mean_ms=ms, sequences_per_s=1e3 / ms,
+                steps_per_s=1e4 / ms, size_bytes=2048, latencies_ms=[ms] * 10,
+            )
+        )  # fmt: skip
+        stats = ErrorStats(max_abs=err, rmse=err / 3, mean_abs=err / 4, cosine=1.0)
+        verify.append(
+            VerifyResult(
+                model=f"m{k}.tflite", backend="litert", quantization="float",
+                reference="src.npz (given)", input_shape=[8, 10, 4], output_shape=out_shape,
+                error=stats,
+            )
+        )  # fmt: skip
+    return Report("T", [b.path for b in bench], verify, bench, max_error=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("points", "ship"),
+    [
+        # fastest over budget -> the fastest within budget
+        ([(1e-7, 1.0), (1e-4, 0.5), (1e-2, 0.2)], "m1.tflite"),
+        # 2% slower than the fastest in-budget one: a tie, the more accurate wins
+        ([(5e-4, 0.50), (1e-6, 0.51), (1e-7, 0.9)], "m1.tflite"),
+        # 10% slower is no tie
+        ([(5e-4, 0.50), (1e-6, 0.55)], "m0.tflite"),
+    ],
+)
+def test_verdict_ships_what_optimize_would(points, ship):
+    rep = _synthetic(points, [8, 10, 3])
+    text = render_markdown(rep, "a")
+    verdict = text.split("## Verdict for an error budget of 0.001", 1)[1]
+    assert verdict.strip().startswith(f"**Ship {ship}:"), verdict
+    assert verdict.rstrip().endswith("ranking.")  # the verdict ends the report
+
+
+def test_verdict_when_nothing_fits():
+    text = render_markdown(_synthetic([(1e-2, 1.0), (5e-3, 2.0)], [8, 3]), "a")
+    assert "No file is within the error budget of 0.001" in text
+    assert "most accurate is m1.tflite" in text and "--max-error" in text
+
+
+def test_last_step_output_says_why_there_is_no_step_plot():
+    rep = _synthetic([(1e-7, 1.0), (1e-4, 0.5)], [8, 3])
+    rep.figures["test_accuracy"] = b"png"
+    page = render_html(rep)
+    assert "No error-per-time-step plot: these models return only the last time step" in page
+    assert "<h2>Test-set accuracy</h2>" in page and "test_accuracy</h2>" not in page
+    # growth needs per-step output and max LSB a quantized output: no such columns, a reason
+    assert "<th>growth</th>" not in page and "No growth column: " in page
+    assert "<th>max LSB</th>" not in page and "No max LSB column: " in page
+
+
 def test_cli_report(tmp_path, capsys):
     v = build_variants(tmp_path)
     out = tmp_path / "r.html"
     argv = ["report", str(v["float"]), str(v["onnx"]), "-o", str(out), "--runs", "5"]
-    assert main([*argv, "--no-memory", "--warmup", "0", "--title", "T1"]) == 0
+    assert main([*argv, "--no-memory", "--warmup", "0", "--title", "T1", "--max-error", "1"]) == 0
     assert out.is_file() and (tmp_path / "r.md").is_file()
-    assert "<title>T1</title>" in out.read_text()
+    page = out.read_text()
+    assert "<title>T1</title>" in page and "Verdict for an error budget of 1</h2>" in page
+    assert "No model MB column: model MB was not measured (--no-memory" in page
     assert "wrote" in capsys.readouterr().out
 
 
-PROBE = """<pre id="imgcheck"></pre><script>
+PROBE = """<pre id="probe"></pre><script>
 window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  document.getElementById('imgcheck').textContent =
-    'IMGCHECK=' + JSON.stringify(imgs.map(i => [i.id, i.complete, i.naturalWidth]));
+  const width = document.documentElement.clientWidth;
+  const body = document.body.getBoundingClientRect();
+  const wide = Array.from(document.querySelectorAll('body *'))
+    .filter(e => e.id !== 'probe' && e.getBoundingClientRect().right > width + 1
+                 && !e.closest('.wide'))
+    .map(e => e.tagName + ':' + (e.id || e.className));
+  const imgs = Array.from(document.images).map(i => {
+    const r = i.getBoundingClientRect();
+    return [i.id, i.complete, i.naturalWidth, r.width, r.left - body.left, body.right - r.right];
+  });
+  const headings = Array.from(document.querySelectorAll('h1,h2')).map(h => h.textContent);
+  document.getElementById('probe').textContent = 'PROBE=' + JSON.stringify(
+    {width, scroll: document.documentElement.scrollWidth, wide, imgs, headings});
 });
 </script></body>"""
 
@@ -113,22 +217,35 @@ def _chromium(*args: str, profile) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install -y chromium)")
 def test_renders_in_headless_chromium(written, tmp_path):
+    """What a reader sees at a 1000 px window: figures decode, are large and centred; no
+    element runs past the page; no heading reads like a code identifier."""
     _, html, _ = written
-    # Images decode: a probe copy lists every <img> with its naturalWidth in the DOM.
     probe = tmp_path / "probe.html"
     probe.write_text(html.read_text().replace("</body>", PROBE))
     dom = _chromium(
-        "--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "p1"
+        "--virtual-time-budget=10000",
+        "--window-size=1000,2000",
+        "--dump-dom",
+        probe.as_uri(),
+        profile=tmp_path / "p1",
     )
-    found = re.search(r"IMGCHECK=(\[.*?\])\s*<", dom.stdout)
+    found = re.search(r"PROBE=(\{.*?\})\s*<", dom.stdout)
     assert found, f"probe did not run: {dom.stderr[-500:]}"
-    images = json.loads(found.group(1).replace("&quot;", '"'))
-    assert {i[0] for i in images} == {f"fig-{n}" for n in FIGURES}
-    assert all(complete and width > 0 for _, complete, width in images), images
+    page = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert page["scroll"] <= page["width"] and not page["wide"], page["wide"]
+    assert {i[0] for i in page["imgs"]} == {f"fig-{n}" for n in FIGURES}
+    for name, complete, natural, shown, left, right in page["imgs"]:
+        assert complete and natural > 0, name  # decoded
+        assert shown >= 0.8 * min(900, page["width"] - 40), (name, shown)  # not a thumbnail
+        assert abs(left - right) <= 2, (name, left, right)  # centred
+    for h in page["headings"]:
+        assert not re.search(r"\w_\w", h), f"heading reads like an identifier: {h!r}"
+    assert len(page["headings"]) == len(set(page["headings"]))
+    assert page["headings"][-1].startswith("Verdict")
     # The untouched page paints: a screenshot that is not one flat colour.
     shot = tmp_path / "shot.png"
     proc = _chromium(
-        f"--screenshot={shot}", "--window-size=1200,2400", html.as_uri(), profile=tmp_path / "p2"
+        f"--screenshot={shot}", "--window-size=1000,2400", html.as_uri(), profile=tmp_path / "p2"
     )
     assert shot.is_file(), proc.stderr[-500:]
     img = _image(shot.read_bytes())[..., :3]

@@ -182,3 +182,85 @@ def test_damaged_files_are_refused(tmp_path):
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     with pytest.raises(ModelFileError, match="expected a state_dict"):
         from_torch(tmp_path / "tensor.pt")
+
+
+class _LSTMWithHead(torch.nn.Module):
+    """A batch_first nn.LSTM followed by an nn.Linear on every step (the usual tagger)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(4, 6, batch_first=True)
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(x)[0])
+
+
+def _run_file(path, x: np.ndarray) -> np.ndarray:
+    """The compiled file's output on the runtime users run it on (fresh session, one call)."""
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_cli_batch_first_with_linear_head_matches_torch(tmp_path, suffix, capsys):
+    from edgelstm.cli.main import main
+
+    torch.manual_seed(3)
+    net = _LSTMWithHead().eval()
+    path = tmp_path / "tagger.pt"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / f"tagger{suffix}"
+    argv = ["compile", str(path), "-o", str(out), "--batch", "3", "--seq-len", "6"]
+    assert main([*argv, "--batch-first", "--head", "fc."]) == 0
+    assert "Dense(3, linear)" in capsys.readouterr().out
+    x = np.random.default_rng(5).standard_normal((3, 6, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    got = _run_file(out, x)
+    assert got.shape == expected.shape == (3, 6, 3)
+    assert float(np.max(np.abs(got - expected))) <= TOL
+
+
+def test_cli_state_dict_errors_name_the_flags(tmp_path, capsys):
+    from edgelstm.cli.main import main
+
+    net = _LSTMWithHead()
+    path = tmp_path / "tagger.pt"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / "t.tflite"
+    assert main(["compile", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--prefix lstm." in err and "--head fc." in err  # the detected Linear is reported
+    assert not out.exists()
+    two = {f"enc.{k}": v for k, v in net.lstm.state_dict().items()}
+    two |= {f"dec.{k}": v for k, v in net.lstm.state_dict().items()}
+    torch.save(two, path)
+    assert main(["compile", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--prefix" in err and "'dec.'" in err and "'enc.'" in err
+    assert main(["compile", str(path), "-o", str(out), "--prefix", "dec."]) == 0
+    assert "time-major" in capsys.readouterr().err  # no --batch-first: the assumption is said
+    assert main(["compile", str(path), "-o", str(out), "--prefix", "dec", "--head", "x."]) == 2
+    assert "no nn.Linear weight 'x.weight'" in capsys.readouterr().err
+
+
+def test_from_torch_head_per_step_matches_torch(rng):
+    torch.manual_seed(4)
+    net = _LSTMWithHead().eval()
+    model = from_torch(net.state_dict(), batch_first=True, head="fc")
+    assert model.provenance["head"] == "fc."
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).double().numpy()
+    assert float(np.max(np.abs(reference_model(model, x).output - expected))) <= TOL

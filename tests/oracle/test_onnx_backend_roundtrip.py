@@ -16,7 +16,7 @@ from _onnx_helpers import emit_checked, max_err, run
 from onnx import numpy_helper
 
 from edgelstm import UnsupportedError, from_onnx, reference_model
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import CompileOptions, OnnxOptions
 
 RUNTIME_INPUTS = {"X", "initial_h", "initial_c"}
 EXPECTED_CASES = {
@@ -82,7 +82,8 @@ def test_backend_case_round_trip(name: str) -> None:
         if "not implemented" in str(exc):
             pytest.skip("edgelstm.importers.onnx_lstm.from_onnx is not implemented yet")
         raise
-    proto = emit_checked(model, CompileOptions(batch=None))
+    streaming = OnnxOptions(state_inputs="initial_h" in values)  # initial states fed
+    proto = emit_checked(model, CompileOptions(batch=None, onnx=streaming))
     x = values["X"]
     states = None
     if "initial_h" in values:

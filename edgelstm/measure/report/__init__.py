@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgelstm.errors import EdgeLSTMError
+from edgelstm.errors import EdgeLSTMError, InputDataError
 from edgelstm.measure.bench import BenchResult, bench, progress
 from edgelstm.measure.verify import VerifyResult, verify
+
+DEFAULT_MAX_ERROR = 1e-3
+"""The error budget the verdict is stated for when none is given (max abs vs float64)."""
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Report:
     bench: list[BenchResult]
     figures: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    max_error: float = DEFAULT_MAX_ERROR
 
 
 def build_report(
@@ -44,11 +48,15 @@ def build_report(
     memory: bool = True,
     title: str | None = None,
     show_progress: bool | None = None,
+    max_error: float = DEFAULT_MAX_ERROR,
 ) -> Report:
     """Verify each model against ``against`` (or its recovered source), bench them interleaved
-    and draw the figures. A model whose verification fails is reported, not fatal."""
+    and draw the figures. A model whose verification fails is reported, not fatal.
+    ``max_error``: the error budget the closing verdict picks a file for."""
     from edgelstm.measure.report import plots
 
+    if not (isinstance(max_error, (int, float)) and 0 < max_error < float("inf")):
+        raise InputDataError(f"--max-error: expected a positive number, found {max_error!r}")
     paths = [str(m) for m in models]
     results: list[VerifyResult | None] = []
     notes: list[str] = []
@@ -94,6 +102,7 @@ def build_report(
         bench=timings,
         figures=figures,
         notes=notes,
+        max_error=max_error,
     )
 
 
@@ -128,4 +137,4 @@ def report(
     return rep
 
 
-__all__ = ["Report", "build_report", "report", "write_report"]
+__all__ = ["DEFAULT_MAX_ERROR", "Report", "build_report", "report", "write_report"]

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper
 from edgelstm._io import write_bytes_atomic
 from edgelstm.errors import SpecError, UnsupportedError
 from edgelstm.ir.model import LayerVisit, LSTMModel
-from edgelstm.ir.options import CompileOptions, OnnxOptions
+from edgelstm.ir.options import CompileOptions
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.targets.onnx import OPSET, names
 from edgelstm.targets.onnx.builder import GraphBuilder
@@ -33,6 +33,10 @@ from edgelstm.targets.onnx.fused import emit_fused
 from edgelstm.targets.onnx.params import fused_blocker, fused_reason, onnx_params
 
 IR_VERSION = 8
+SEQUENCE_LENS_REASON = (
+    "sequence_lens needs every direction to be a fused LSTM node (the composite has no "
+    "ragged-length form); pad the batch to one length, or drop OnnxOptions(sequence_lens=True)"
+)
 INT32_MAX = 2**31 - 1
 STATIC_INT8_REASON = (
     "static int8 is not supported for ONNX: onnxruntime has no integer LSTM kernel "
@@ -114,6 +118,8 @@ def _metadata(model: LSTMModel, options: CompileOptions, choices: list[Choice]) 
                 "batch": options.batch,
                 "seq_len": options.seq_len,
                 "quantize": options.quantize,
+                "state_inputs": _streaming(model, options),
+                "sequence_lens": options.onnx.sequence_lens,
                 "time_major": model.time_major
                 if options.time_major is None
                 else options.time_major,
@@ -147,39 +153,60 @@ class _Ctx:
     lens64: str | None = None
 
 
-def _state_inputs(ctx: _Ctx) -> dict[tuple[int, int, str], str]:
-    """Optional initial-state inputs (zero defaults, broadcast to a dynamic batch)."""
+def _streaming(model: LSTMModel, options: CompileOptions) -> bool:
+    """Initial states as required inputs: asked for, or implied by a stateful model."""
+    return options.onnx.state_inputs or model.stateful
+
+
+def _state_inputs(ctx: _Ctx) -> dict[tuple[int, int, str], str | None]:
+    """Initial states: required graph inputs when streaming, else zeros built in the graph.
+
+    No initializer-backed inputs: onnxruntime warns about each of those on every session.
+    Stateless fused directions get None (the ``LSTM`` node's omitted initial h/c = zeros);
+    composite directions a zero constant ([1, width] broadcast when the batch is dynamic).
+    """
     gb, states = ctx.gb, {}
+    streaming = _streaming(ctx.model, ctx.options)
+    zeros: dict[int, str] = {}
     for v in ctx.model.walk():
         for which, width in (("h", v.weights.spec.n_output), ("c", v.weights.spec.n_cell)):
             name = names.initial_state(v.k, v.d, which)
-            zeros = np.zeros((ctx.options.batch or 1, width), np.float32)
-            value = gb.add_default_input(name, [ctx.batch, width], zeros)
-            if ctx.batch_1d is not None:  # default [1, width] broadcast to the batch
-                shape = gb.op("Concat", [ctx.batch_1d, gb.ints("width", [width])], axis=0)
-                value = gb.op("Expand", [value, shape], hint=f"{name}_b")
-            states[v.k, v.d, which] = value
+            if streaming:
+                states[v.k, v.d, which] = gb.add_input(name, [ctx.batch, width])
+            elif ctx.fused[v.k, v.d]:
+                states[v.k, v.d, which] = None
+            else:
+                if width not in zeros:
+                    zeros[width] = _zero_state(ctx, width)
+                states[v.k, v.d, which] = zeros[width]
     return states
 
 
-def _sequence_lens_input(ctx: _Ctx, x_tm: str) -> None:
-    """Optional ``sequence_lens`` (default INT32_MAX, clamped to T: full length)."""
+def _zero_state(ctx: _Ctx, width: int) -> str:
+    """A zero [B, width] state (a constant, broadcast to a dynamic batch)."""
     gb = ctx.gb
-    default = np.full((ctx.options.batch or 1,), INT32_MAX, np.int32)
-    given = gb.add_default_input(names.SEQUENCE_LENS, [ctx.batch], default)
+    value = gb.const("zero_state", np.zeros((ctx.options.batch or 1, width), np.float32))
+    if ctx.batch_1d is not None:
+        shape = gb.op("Concat", [ctx.batch_1d, gb.ints("width", [width])], axis=0)
+        value = gb.op("Expand", [value, shape], hint="zero_state_b")
+    return value
+
+
+def _sequence_lens_input(ctx: _Ctx, x_tm: str) -> None:
+    """Required ``sequence_lens`` [B] int32, clamped to T (INT32_MAX: full length)."""
+    gb = ctx.gb
+    given = gb.add_input(names.SEQUENCE_LENS, [ctx.batch], TensorProto.INT32)
     if ctx.options.seq_len is not None:  # a fixed T: a constant, not Shape -> Cast
         t32 = gb.const("seq_len", [ctx.options.seq_len], np.int32)
     else:
         t32 = gb.op("Cast", [gb.op("Shape", [x_tm], start=0, end=1)], to=TensorProto.INT32)
-    if ctx.batch_1d is not None:  # default [1] broadcast to the batch
-        given = gb.op("Expand", [given, ctx.batch_1d], hint="lens")
     ctx.lens = gb.op("Min", [given, t32], hint="lens")
     if any(layer.go_backwards for layer in ctx.model.layers):
         ctx.lens64 = gb.op("Cast", [ctx.lens], hint="lens64", to=TensorProto.INT64)
 
 
 def _layer(
-    ctx: _Ctx, visit: LayerVisit, seq: str, states: dict[tuple[int, int, str], str]
+    ctx: _Ctx, visit: LayerVisit, seq: str, states: dict[tuple[int, int, str], str | None]
 ) -> tuple[str, list[tuple[str, str]]]:
     """Emit one layer on time-major ``seq``: (output [T,B,F], [(h, c) per direction])."""
     gb, layer, k = ctx.gb, visit.layer, visit.k
@@ -265,10 +292,12 @@ def _float_model(model: LSTMModel, options: CompileOptions) -> onnx.ModelProto:
     layout = [steps, ctx.batch] if time_major else [ctx.batch, steps]
     x = gb.add_input(names.INPUT, [*layout, model.n_input])
     x_tm = x if time_major else _swap_time_batch(ctx, x, "x_tm", to_time_major=True)
-    if options.batch is None:
-        ctx.batch_1d = gb.op("Shape", [x_tm], hint="batch", start=1, end=2)
+    if options.batch is None and not _streaming(model, options) and not all(ctx.fused.values()):
+        ctx.batch_1d = gb.op("Shape", [x_tm], hint="batch", start=1, end=2)  # zero states
     states = _state_inputs(ctx)
-    if all(c.fused for c in choices):
+    if options.onnx.sequence_lens:
+        if not all(c.fused for c in choices):
+            raise UnsupportedError("onnx", SEQUENCE_LENS_REASON)
         _sequence_lens_input(ctx, x_tm)
 
     seq = x_tm
@@ -335,10 +364,11 @@ def _with_keywords(
     """``options`` with the keyword shorthands of :func:`to_onnx` folded into ``onnx``."""
     if force_composite is None and recurrence is None:
         return options
-    onnx_options = OnnxOptions(
-        options.onnx.force_composite if force_composite is None else force_composite,
-        options.onnx.recurrence if recurrence is None else recurrence,  # type: ignore[arg-type]
-    )
+    onnx_options = options.onnx
+    if force_composite is not None:
+        onnx_options = replace(onnx_options, force_composite=force_composite)
+    if recurrence is not None:
+        onnx_options = replace(onnx_options, recurrence=recurrence)  # type: ignore[arg-type]
     return replace(options, onnx=onnx_options)
 
 

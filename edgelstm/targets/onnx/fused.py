@@ -3,8 +3,8 @@
 Inputs and outputs are time-major ([T, B, F]); the emitter transposes batch-major I/O once
 around the whole stack (ORT rejects ``layout=1``). The node gets W [D,4H,I], R [D,4H,H],
 B [D,8H] (gate biases, then zeros for Rb), optional ``sequence_lens``, initial h/c
-[D,B,H] and P [D,3H]. The ``clip`` and ``input_forget`` attributes are never set (see
-:mod:`edgelstm.targets.onnx.params`).
+[D,B,H] (omitted = zeros, in stateless files) and P [D,3H]. The ``clip`` and
+``input_forget`` attributes are never set (see :mod:`edgelstm.targets.onnx.params`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def emit_fused(
     x: str,
     params: Sequence[OnnxParams],
     direction: str,
-    h0: Sequence[str],
-    c0: Sequence[str],
+    h0: Sequence[str | None],
+    c0: Sequence[str | None],
     sequence_lens: str | None,
     hint: str,
 ) -> tuple[str, list[tuple[str, str]]]:
@@ -65,14 +65,18 @@ def emit_fused(
     if any(p.P is not None for p in params):
         zeros = np.zeros(3 * hidden, np.float32)
         peep = gb.const(f"{hint}.P", np.stack([p.P if p.P is not None else zeros for p in params]))
-    axis0 = gb.ints("axes0", [0])
 
-    def stacked(states: Sequence[str], which: str) -> str:
-        parts = [gb.op("Unsqueeze", [s, axis0], hint=f"{hint}.{which}0") for s in states]
+    def stacked(states: Sequence[str | None], which: str) -> str:
+        if all(s is None for s in states):  # omitted: the node starts from zeros
+            return ""
+        if any(s is None for s in states):
+            raise ValueError("initial states: give every direction's or none")
+        axes = gb.ints("axes0", [0])
+        parts = [gb.op("Unsqueeze", [s, axes], hint=f"{hint}.{which}0") for s in states]
         return parts[0] if n_dir == 1 else gb.op("Concat", parts, hint=f"{hint}.{which}0", axis=0)
 
     inputs = [x, w, r, b, sequence_lens or "", stacked(h0, "h"), stacked(c0, "c"), peep]
-    if not peep:
+    while inputs[-1] == "":  # trailing optional inputs are dropped, not named ""
         inputs.pop()
     y, y_h, y_c = gb.op(
         "LSTM",
@@ -90,6 +94,7 @@ def emit_fused(
         y = gb.op("Transpose", [y], hint=f"{hint}.y", perm=[0, 2, 1, 3])
         y = gb.op("Reshape", [y, gb.ints("shape", [0, 0, 2 * hidden])], hint=f"{hint}.y")
     if n_dir == 1:  # [1, B, H] -> [B, H]: a Squeeze, no data movement
+        axis0 = gb.ints("axes0", [0])  # created only where used: ORT warns of unused ones
         h = gb.op("Squeeze", [y_h, axis0], hint=f"{hint}.h")
         return y, [(h, gb.op("Squeeze", [y_c, axis0], hint=f"{hint}.c"))]
     finals = []

@@ -19,7 +19,9 @@ quantization) and hands them over in one :class:`LSTMOpTensors`:
   int8, 2 hybrid, 3 hybrid with asymmetric inputs).
 
 :func:`add_lstm_op` then adds the tensors to a :class:`GraphBuilder` in role order, writes
-absent optional inputs as -1 (20 inputs without layer norm, 24 with), and returns the tensor
+absent optional inputs as -1 (always the 24-input form: TFLite Micro requires exactly 24,
+LiteRT / tf.lite / tflite-runtime give bit-identical results on the 24- and 20-input forms),
+and returns the tensor
 indices of the output and the two state variables. Tensor names are
 ``{prefix}/{role name}``, ``{prefix}/output_state``, ``{prefix}/cell_state``,
 ``{prefix}/output`` and ``{prefix}/intermediate_{index}``; the runner and reader find the
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgelstm.errors import UnsupportedError
-from edgelstm.ir.roles import INTERMEDIATES, N_INPUTS, N_INPUTS_NO_LAYER_NORM, ROLES, Role
+from edgelstm.ir.roles import INTERMEDIATES, N_INPUTS, ROLES, Role
 from edgelstm.ir.spec import LSTMSpec
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.targets.tflite.builder import GraphBuilder, Quantization
@@ -187,10 +189,9 @@ def _add_inputs(
     batch: int | None,
 ) -> tuple[list[int], dict[str, int]]:
     """The op's input tensor indices in role order (-1 for absent ones), and the states'."""
-    n_inputs = N_INPUTS if spec.layer_norm else N_INPUTS_NO_LAYER_NORM
     inputs: list[int] = []
     states: dict[str, int] = {}
-    for r in ROLES[:n_inputs]:
+    for r in ROLES[:N_INPUTS]:  # 24 always (TFLM refuses the 20-input form)
         if r.kind == "input":
             inputs.append(x)
         elif r.kind == "state":

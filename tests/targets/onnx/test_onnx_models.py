@@ -94,8 +94,10 @@ def test_model_matches_reference(name: str, return_sequences: bool) -> None:
     proto = emit_checked(model, CompileOptions(batch=None))
     x = rng.normal(size=(3, 6, 4))
     assert_matches(run(proto, x), reference_model(model, x), model)
+    streaming = emit_checked(model, CompileOptions(batch=None, onnx=OnnxOptions(state_inputs=True)))
     states = _states(model, 3, rng)
-    assert_matches(run(proto, x, states), reference_model(model, x, states), model)
+    assert_matches(run(streaming, x, states), reference_model(model, x, states), model)
+    assert_matches(run(streaming, x), reference_model(model, x), model)  # runner feeds zeros
 
 
 def test_op_types_follow_the_plan() -> None:
@@ -150,14 +152,21 @@ def test_time_major_layouts(model_major: bool, override: bool | None) -> None:
     assert max_err(y.transpose(1, 0, 2) if time_major else y, ref.output) <= 1e-5
 
 
-def test_io_contract_and_optional_inputs() -> None:
+def test_io_contract_stateless_and_streaming() -> None:
     model = MODELS["stacked-fused-composite"]()
-    proto = emit_checked(model, CompileOptions(batch=None))
+    outputs = ["y", "layer0.h", "layer0.c", "layer1.h", "layer1.c"]
+    stateless = emit_checked(model, CompileOptions(batch=None))
+    assert [i.name for i in stateless.graph.input] == ["x"]
+    assert [o.name for o in stateless.graph.output] == outputs
+    lstm = next(n for n in stateless.graph.node if n.op_type == "LSTM")
+    assert list(lstm.input[4:]) in ([], ["", "", ""], ["", "", "", lstm.input[7]])  # zeros
+    proto = emit_checked(model, CompileOptions(batch=None, onnx=OnnxOptions(state_inputs=True)))
     inputs = [i.name for i in proto.graph.input]
     assert inputs == ["x", "layer0.h0", "layer0.c0", "layer1.h0", "layer1.c0"]
-    outputs = [o.name for o in proto.graph.output]
-    assert outputs == ["y", "layer0.h", "layer0.c", "layer1.h", "layer1.c"]
-    assert {i.name for i in proto.graph.initializer} >= set(inputs[1:])
+    assert [o.name for o in proto.graph.output] == outputs
+    assert not {i.name for i in proto.graph.initializer} & set(inputs)  # required, no default
+    stateful = emit_checked(LSTMModel(model.layers, stateful=True), CompileOptions(batch=None))
+    assert [i.name for i in stateful.graph.input] == inputs  # stateful implies streaming
     x = np.random.default_rng(2).normal(size=(4, 3, 4))
     rng = np.random.default_rng(3)
     states = _states(model, 4, rng)
@@ -193,8 +202,10 @@ def test_sequence_lens(name: str, return_sequences: bool) -> None:
     if not return_sequences:
         head = _head(layers[-1].n_output, 2, "softmax", 2)
     model = LSTMModel(layers, head=head, return_sequences=return_sequences)
-    proto = emit_checked(model, CompileOptions(batch=None))
+    onnx_options = OnnxOptions(state_inputs=True, sequence_lens=True)
+    proto = emit_checked(model, CompileOptions(batch=None, onnx=onnx_options))
     assert [i.name for i in proto.graph.input][-1] == names.SEQUENCE_LENS
+    assert names.SEQUENCE_LENS not in {i.name for i in proto.graph.initializer}
     rng = np.random.default_rng(4)
     x = rng.normal(size=(3, 6, 4))
     lens = [6, 3, 1]
@@ -212,14 +223,16 @@ def test_sequence_lens(name: str, return_sequences: bool) -> None:
             c = np.concatenate([f[li][d][1] for f in finals])
             assert max_err(out[k], h) <= 1e-5 and max_err(out[k + 1], c) <= 1e-5
             k += 2
-    # omitted sequence_lens = full length
+    # sequence_lens not fed: the runner feeds full length
     full = run(proto, x, states)
     assert_matches(full, reference_model(model, x, states), model)
 
 
-def test_composite_models_have_no_sequence_lens() -> None:
-    proto = emit_checked(MODELS["bidi-mixed"]())
+def test_sequence_lens_only_when_asked_and_all_fused() -> None:
+    proto = emit_checked(MODELS["bidi-fused"]())
     assert names.SEQUENCE_LENS not in [i.name for i in proto.graph.input]
+    with pytest.raises(UnsupportedError, match="sequence_lens needs every direction"):
+        to_onnx(MODELS["bidi-mixed"](), CompileOptions(onnx=OnnxOptions(sequence_lens=True)))
 
 
 def test_metadata_and_opset() -> None:

@@ -108,7 +108,8 @@ def test_file_structure(tmp_path):
     lstm = [op for op in g.operators if m.operatorCodes[op.opcodeIndex].builtinCode == 44]
     assert len(lstm) == 2
     for op in lstm:
-        assert len(op.inputs) == 20  # no layer norm: the 20-input form
+        # Always the 24-input form (TFLite Micro refuses 20), the layer-norm inputs absent.
+        assert len(op.inputs) == 24 and list(op.inputs[20:]) == [-1] * 4
         for idx in (op.inputs[18], op.inputs[19]):
             t = g.tensors[idx]
             assert t.isVariable and t.buffer == 0 and t.type == TensorType.FLOAT32
