@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "litert", "tf", "tflite-runtime", "ort"),
+        choices=("auto", "litert", "tf", "tflite-runtime", "tflm", "ort"),
         help="runtime to run the models on (auto: ai-edge-litert for .tflite, "
-        "onnxruntime for .onnx)",
+        "onnxruntime for .onnx; tflm: TFLite Micro's interpreter, also prints the arena)",
     )
     p.add_argument("--batch", type=positive_int, help="batch size for a dynamic batch dim")
     p.add_argument("--seq-len", type=positive_int, help="steps for a dynamic time dim (50)")

@@ -19,8 +19,11 @@ EPILOG = """examples:
   edgelstm compile model.keras -o model.tflite
   edgelstm compile model.keras -o model.onnx --quantize dynamic
   edgelstm compile lstm.pt -o lstm.tflite --batch-first --prefix lstm. --head fc.
+  edgelstm compile exported.onnx -o lstm.tflite --lstm /lstm/LSTM
   edgelstm compile model.npz -o model.tflite --quantize int8 --calibration data.npy
   edgelstm compile model.keras -o best.tflite --optimize latency --max-error 1e-3
+  edgelstm compile model.npz -o mcu.tflite --target tflm --seq-len 29 --calibration x.npy \
+      --max-arena 64KB
 """
 
 
@@ -44,7 +47,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=positive_int, default=None, help="fixed sequence length")
     p.add_argument("--time-major", action="store_true", help="input as [T, B, I]")
     p.add_argument(
-        "--quantize", choices=("none", "dynamic", "int8"), default="none", help="quantization"
+        "--quantize",
+        choices=("none", "dynamic", "int8"),
+        default=None,
+        help="quantization (default: none; int8 with --target tflm)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("tflite", "tflm"),
+        default="tflite",
+        help="tflm: a .tflite for TensorFlow Lite Micro (microcontrollers): full int8 with int8 "
+        "I/O, fixed --seq-len (batch 1 unless --batch), only ops TFLM has; checked to load "
+        "on TFLM, its arena measured",
+    )
+    p.add_argument(
+        "--max-arena",
+        metavar="SIZE",
+        help="with --target tflm: refuse unless the TFLM arena fits SIZE (e.g. 64KB, 1MB)",
     )
     p.add_argument(
         "--calibration",
@@ -78,6 +97,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         help="allow -o to be the source file itself (refused otherwise)",
+    )
+    p.add_argument(
+        "--lstm",
+        metavar="NAME",
+        help="ONNX sources: compile only this LSTM node (or a chain 'A,B'; names or paths as "
+        "'edgelstm inspect model.onnx' lists them), from its X to its Y, whatever else the "
+        "graph computes",
     )
     torch = p.add_argument_group("PyTorch state_dict sources (.pt/.pth)")
     torch.add_argument(
@@ -150,12 +176,48 @@ def _optimize(args: argparse.Namespace, model, options, out: Path) -> int:
     return 0
 
 
+def _check_target(args: argparse.Namespace, suffix: str) -> int | None:
+    """Resolve ``--quantize`` for the target; the --max-arena budget in bytes (or None)."""
+    if args.target != "tflm":
+        args.quantize = args.quantize or "none"
+        if args.max_arena is not None:
+            raise UnsupportedError("compile", "--max-arena applies with --target tflm only")
+        return None
+    from edgelstm.measure.micro import parse_bytes
+
+    if suffix != ".tflite" or args.optimize is not None:
+        raise UnsupportedError(
+            "compile", "--target tflm writes one .tflite file (-o X.tflite, no --optimize)"
+        )
+    if args.quantize in ("none", "dynamic"):
+        why = "hybrid LSTMs return NaN there" if args.quantize == "dynamic" else "it is float"
+        raise UnsupportedError(
+            "compile --target tflm",
+            f"--quantize {args.quantize} is not for TFLite Micro ({why}); drop --quantize "
+            "(tflm is full int8) or use --quantize int8",
+        )
+    args.quantize = "int8"
+    return None if args.max_arena is None else parse_bytes(args.max_arena)
+
+
+def _tflm(model, options, out: Path, max_arena: int | None) -> int:
+    from edgelstm._io import write_bytes_atomic
+    from edgelstm.measure.micro import compile_tflm
+
+    build = compile_tflm(model, options, max_arena)
+    write_bytes_atomic(out, build.data)
+    print(f"wrote {out} ({len(build.data):,} bytes): {model.describe()}, quantize=int8")
+    print(build.summary())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from edgelstm.importers.load import load_source
     from edgelstm.ir.options import CompileOptions, Int8Options
 
     out = Path(args.output)
     suffix = out.suffix.lower()
+    max_arena = _check_target(args, suffix)
     if suffix not in (".tflite", ".onnx"):
         raise UnsupportedError(
             "compile", f"output must end in .tflite or .onnx, found {out.name!r}"
@@ -173,7 +235,11 @@ def run(args: argparse.Namespace) -> int:
         calibration = load_calibration(args.calibration)
     _refuse_overwriting_source(args.source, out, args.overwrite)
     model = load_source(
-        args.source, batch_first=args.batch_first, prefix=args.prefix, head=args.head
+        args.source,
+        batch_first=args.batch_first,
+        prefix=args.prefix,
+        head=args.head,
+        lstm=args.lstm,
     )
     if Path(args.source).suffix.lower() in (".pt", ".pth") and args.batch_first is None:
         import sys
@@ -192,7 +258,10 @@ def run(args: argparse.Namespace) -> int:
         calibration=calibration,
         source=Path(args.source).name,
         int8=Int8Options(io=args.int8_io),
+        target=args.target,
     )
+    if args.target == "tflm":
+        return _tflm(model, options, out, max_arena)
     if args.optimize == "latency":
         return _optimize(args, model, options, out)
     if suffix == ".tflite":

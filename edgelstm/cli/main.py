@@ -3,7 +3,8 @@
 Each command lives in its own module ``edgelstm.cli.<name>`` (``add_parser``/``run``),
 listed in :data:`edgelstm.cli.commands.COMMANDS`. Every
 :class:`~edgelstm.errors.EdgeLSTMError` becomes one line on stderr and exit code 2
-(``--debug`` shows the traceback). Heavy modules are imported inside the commands.
+(``--debug`` shows the traceback). Heavy modules are imported inside the commands. Long work
+draws transient progress bars on stderr when it is a terminal (:func:`edgelstm._io.progress`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from edgelstm._io import enable_progress
 from edgelstm._version import __version__
 from edgelstm.cli.commands import COMMANDS
 from edgelstm.errors import EdgeLSTMError
@@ -45,9 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgelstm.importers import quiet as _quiet
 
     previous = _quiet.enable(not args.debug)  # TF's start-up lines are not ours; --debug shows
+    bars = enable_progress(True)  # progress bars on stderr, drawn only when it is a terminal
     try:
         return _run(args)
     finally:
+        enable_progress(bars)
         _quiet.enable(previous)
 
 

@@ -34,9 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "litert", "tf", "tflite-runtime", "ort"),
+        choices=("auto", "litert", "tf", "tflite-runtime", "tflm", "ort"),
         help="runtime to run the models on (auto: ai-edge-litert for .tflite, "
-        "onnxruntime for .onnx)",
+        "onnxruntime for .onnx; tflm: TFLite Micro's interpreter, fixed shapes)",
     )
     p.add_argument("--seq-len", type=positive_int, help="steps for a dynamic time dim")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")

@@ -63,9 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "litert", "tf", "tflite-runtime", "ort"),
+        choices=("auto", "litert", "tf", "tflite-runtime", "tflm", "ort"),
         help="runtime to run the models on (auto: ai-edge-litert for .tflite, "
-        "onnxruntime for .onnx)",
+        "onnxruntime for .onnx; tflm: TFLite Micro's interpreter, fixed shapes)",
     )
     p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")

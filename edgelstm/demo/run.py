@@ -281,19 +281,22 @@ def _compile_and_score(
     say: Callable[[str], None],
 ) -> list[tuple[Any, int, str]]:
     """Compile every variant, then (verify result, correct count, backend) of each."""
+    from edgelstm._io import progress
     from edgelstm.measure.verify import verify
 
     x_train, x_test, y_test = split
-    for v, p in zip(VARIANTS, paths, strict=True):
-        say(f"compile {v.name} -> {p.name}")
-        _compile(src, v, p, x_train)
     checks = []
-    for v, p in zip(VARIANTS, paths, strict=True):
-        say(f"verify + score {v.name} on the {len(y_test)} test utterances")
-        vr = verify(p, str(src_path), x_test, threads=threads, run_framework=False, probe=False)
-        probs, backend = _predict(p, x_test, threads)
-        correct = int((probs.argmax(-1) == y_test).sum())
-        checks.append((vr, correct, backend))
+    with progress(2 * len(paths), "compiling + verifying variants") as advance:
+        for v, p in zip(VARIANTS, paths, strict=True):
+            say(f"compile {v.name} -> {p.name}")
+            _compile(src, v, p, x_train)
+            advance()
+        for v, p in zip(VARIANTS, paths, strict=True):
+            say(f"verify + score {v.name} on the {len(y_test)} test utterances")
+            vr = verify(p, str(src_path), x_test, threads=threads, run_framework=False, probe=False)
+            probs, backend = _predict(p, x_test, threads)
+            checks.append((vr, int((probs.argmax(-1) == y_test).sum()), backend))
+            advance()
     return checks
 
 

@@ -21,6 +21,7 @@ def load_source(
     batch_first: bool | None = None,
     prefix: str | None = None,
     head: str | None = None,
+    lstm: str | None = None,
 ) -> LSTMModel:
     """Import the LSTM held in ``path`` (.npz, .onnx, .tflite, .keras/.h5, .pt/.pth).
 
@@ -40,6 +41,10 @@ def load_source(
             f"state_dict (.pt/.pth); {p.name} is "
             f"{suffix or 'extensionless'}: drop {'them' if len(given) > 1 else 'it'}",
         )
+    if lstm is not None and suffix != ".onnx":
+        raise UnsupportedError(
+            "load", f"--lstm picks a node of an ONNX graph; {p.name} is not .onnx: drop it"
+        )
     if suffix == ".npz":
         from edgelstm.importers.npz import from_npz
 
@@ -47,7 +52,7 @@ def load_source(
     if suffix == ".onnx":
         from edgelstm.importers.onnx_lstm import from_onnx
 
-        return from_onnx(p)
+        return from_onnx(p, lstm=lstm)
     if suffix == ".tflite":
         from edgelstm.targets.tflite import from_tflite
 

@@ -204,6 +204,8 @@ class Graph:
             if len(shape) == keep + 1 < rank + 1 and shape[keep] in (-1, _size(merged, sizes)):
                 return [*axes[:keep], merged]
             moved = _unit_axes_moved(axes, shape, sizes, bool(attrs.get("allowzero")))
+            if moved is None and not attrs.get("allowzero"):
+                moved = _fixed_reshape(axes, shape, sizes)
             if moved is not None:
                 return moved
         raise UnsupportedError(
@@ -270,6 +272,34 @@ def _unit_axes_moved(
     for k, j in zip(units_in, units_out, strict=True):
         result[j] = axes[k]
     return result
+
+
+def _fixed_reshape(axes: Axes, shape: list[int], sizes: dict[str, int]) -> Axes | None:
+    """A Reshape to explicit sizes (torch's dynamo exporter writes [T, B, D*H] as numbers)
+    that only merges neighbouring axes, checked against the known sizes; else None."""
+    dims = [_size(ax, sizes) for ax in axes]
+    if None in dims or shape.count(-1) > 1 or any(v < -1 for v in shape):
+        return None
+    total = int(np.prod(dims))
+    known = [dims[j] if v == 0 and j < len(dims) else v for j, v in enumerate(shape)]
+    if -1 in known:
+        rest = int(np.prod([v for v in known if v != -1]))
+        if rest == 0 or total % rest:
+            return None
+        known[known.index(-1)] = total // rest
+    out: Axes = []
+    k = 0
+    for v in known:
+        group: tuple[str, ...] = ()
+        prod = 1
+        while k < len(axes) and (prod < v or not group):
+            group, prod, k = group + axes[k], prod * dims[k], k + 1
+        if prod != v:
+            return None
+        out.append(group)
+    while k < len(axes) and dims[k] == 1 and out:  # trailing size-1 axes join the last group
+        out[-1], k = out[-1] + axes[k], k + 1
+    return out if k == len(axes) else None
 
 
 def _size(axis: tuple[str, ...], sizes: dict[str, int]) -> int | None:

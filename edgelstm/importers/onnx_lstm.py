@@ -10,19 +10,15 @@ directions into the next layer's features. What the canonical model cannot expre
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgelstm.errors import ModelFileError, UnsupportedError, WeightsError
-from edgelstm.importers.onnx_graph import (
-    TARGET,
-    Axes,
-    Graph,
-    load_model,
-    node_attrs,
-    norm,
-)
+from edgelstm.importers.onnx_graph import GLUE, TARGET, Axes, Graph, load_model, norm
+from edgelstm.importers.onnx_intake import LstmSite, find_lstms, select_sites
 from edgelstm.ir.gate_orders import unstack, unstack_peephole
 from edgelstm.ir.model import LSTMLayer, LSTMModel
 from edgelstm.ir.roles import name_of, role
@@ -39,7 +35,7 @@ _FLT_MAX = float(np.finfo(np.float32).max)
 _FEAT = ("D", "H")  # a layer's output features: directions x hidden, merged
 
 
-def from_onnx(obj: Any) -> LSTMModel:
+def from_onnx(obj: Any, lstm: str | Sequence[str] | None = None) -> LSTMModel:
     """Import the LSTM node(s) of an ONNX model (a ModelProto, serialized bytes or a path).
 
     The model's output is the last layer's ``Y`` with directions concatenated on features
@@ -49,20 +45,39 @@ def from_onnx(obj: Any) -> LSTMModel:
     ``initial_h``/``initial_c`` graph inputs become ``initial_states``.
     ``direction="reverse"`` maps to a ``reverse`` layer: run from the last step to the first,
     with ``Y`` re-aligned to input time (as ONNX defines it).
+
+    ``lstm`` names one LSTM node (or a chain: a list or "A,B") anywhere in the model, also
+    inside If/Loop/Scan subgraphs: only it is imported, whatever surrounds it; its input is
+    that node's ``X`` and its output that node's ``Y`` (directions merged).
     """
     model, where = load_model(obj)
     from edgelstm.targets.onnx.reader import is_edgelstm_onnx, model_from_edgelstm_onnx
 
-    if is_edgelstm_onnx(model):  # our own file: its metadata names every weight
+    if is_edgelstm_onnx(model) and lstm is None:  # our own file: its metadata names every weight
         return model_from_edgelstm_onnx(model, where)
+    sites = find_lstms(model)
+    if lstm is not None:
+        return _selected(model, where, select_sites(sites, lstm))
     g = Graph(model.graph, where)
     required = g.required()
-    lstms = [n for n in required if n.op_type == "LSTM" and n.domain in ("", "ai.onnx")]
+    top = {id(s.node): s for s in sites if not s.path}
+    lstms = [n for n in required if id(n) in top]
     if not lstms:
         ops = sorted({str(n.op_type) for n in model.graph.node})
+        if sites:
+            raise UnsupportedError(
+                TARGET,
+                f"no LSTM node computes the graph outputs directly (ops: {ops}); the model "
+                f"holds {_listing(sites)}: compile one with --lstm NAME",
+            )
         raise UnsupportedError(TARGET, f"no LSTM node computes the graph outputs (ops: {ops})")
+    for n in lstms:
+        if top[id(n)].error is not None:  # the node's own problem is the precise reason
+            raise top[id(n)].error
+        g.understood.update(id(u) for u in top[id(n)].used)
+    _refuse_other_ops(g, required, lstms, sites)
     chain, input_glue, glue = _chain(g, lstms)
-    infos = [_Lstm(g, n) for n in chain]
+    infos = [_Lstm(top[id(n)]) for n in chain]
     # Where the graph input's axes land in the first X decides the model's layout.
     dims = g.static_dims((input_glue or chain)[0].input[0])
     known = {f"x{k}": d for k, d in enumerate(dims or []) if d is not None}
@@ -70,20 +85,36 @@ def from_onnx(obj: Any) -> LSTMModel:
     if sorted(got) != [("x0",), ("x1",), ("x2",)] or got[2] != ("x2",):
         raise UnsupportedError(TARGET, f"the graph input reaches the first LSTM as axes {got}")
     time_major = infos[0].x_axes(("I",))[got.index(("x0",))] == ("T",)
+    seq_len = dims[0 if time_major else 1] if dims and len(dims) == 3 else None
+    batch = dims[1 if time_major else 0] if dims and len(dims) == 3 else None
+    _check_between(g, infos, glue, _seq_sizes(seq_len, batch))
+    outs = _outputs(g, infos[-1], time_major, batch, seq_len)
+    for info in infos:
+        info.check_optional_inputs(seq_len)
+    g.check_accounted(required)
+    return _model(model, where, infos, outs, time_major)
+
+
+def _seq_sizes(seq_len: int | None, batch: int | None) -> dict[str, int]:
+    """Known T / B sizes: fixed-shape glue (torch's dynamo Reshape) is checked against them."""
+    return {k: v for k, v in (("T", seq_len), ("B", batch)) if v}
+
+
+def _check_between(g: Graph, infos: list[_Lstm], glue: list[list[Any]], sizes: dict) -> None:
     for prev, node, nodes in zip(infos[:-1], infos[1:], glue, strict=True):
-        got = g.trace_labels(nodes, prev.y_axes(), prev.sizes())
+        got = g.trace_labels(nodes, prev.y_axes(), prev.sizes() | sizes)
         if got != norm(node.x_axes(_FEAT), prev.sizes()):
             raise UnsupportedError(
                 TARGET,
                 f"the nodes between LSTMs {prev.name!r} and {node.name!r} do not concatenate "
                 f"the directions into the next layer's features (axes {got})",
             )
-    seq_len = dims[0 if time_major else 1] if dims and len(dims) == 3 else None
-    batch = dims[1 if time_major else 0] if dims and len(dims) == 3 else None
-    outs = _outputs(g, infos[-1], time_major, batch)
-    for info in infos:
-        info.check_optional_inputs(seq_len)
-    g.check_accounted(required)
+
+
+def _model(
+    model: Any, where: str, infos: list[_Lstm], outs: dict[str, str], time_major: bool
+) -> LSTMModel:
+    notes = [n for info in infos for n in info.site.notes]
     return LSTMModel(
         layers=tuple(info.layer() for info in infos),
         return_sequences="y" in outs,
@@ -94,11 +125,75 @@ def from_onnx(obj: Any) -> LSTMModel:
             "origin": where,
             "producer": model.producer_name,
             "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-            "nodes": [info.name for info in infos],
+            "nodes": [info.site.where for info in infos],
             "outputs": outs,
             "initial_state_inputs": [name for info in infos for name in info.state_inputs],
+            **({"notes": notes} if notes else {}),
         },
     )
+
+
+def _selected(model: Any, where: str, sites: list[LstmSite]) -> LSTMModel:
+    """``--lstm``: the named node (chain) alone, from its X to its Y (directions merged)."""
+    infos = [_Lstm(s) for s in sites]
+    g = Graph(sites[0].scope.graph, where)
+    glue = []
+    for prev, info in itertools.pairwise(infos):
+        src, k, nodes = g.source(info.node.input[0] if info.node.input else "")
+        if src is not prev.node or k != 0:
+            raise UnsupportedError(
+                TARGET, f"--lstm: X of {info.site.where!r} is not Y of {prev.site.where!r}"
+            )
+        glue.append(nodes)
+    time_major = infos[0].layout == 0
+    x = infos[0].node.input[0] if infos[0].node.input else ""
+    dims = g.static_dims(x) if x in g.inputs else _inferred_dims(model, x)
+    seq_len = dims[0 if time_major else 1] if dims and len(dims) == 3 else None
+    batch = dims[1 if time_major else 0] if dims and len(dims) == 3 else None
+    _check_between(g, infos, glue, _seq_sizes(seq_len, batch))
+    for info in infos:
+        info.check_optional_inputs(seq_len)
+    return _model(model, where, infos, {"y": infos[-1].node.output[0]}, time_major)
+
+
+def _inferred_dims(model: Any, name: str) -> list[int | None] | None:
+    """Static dims of an intermediate tensor by onnx shape inference (None if unknown)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is best effort; unknown sizes stay dynamic
+        return None
+    for vi in inferred.graph.value_info:
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            dims = vi.type.tensor_type.shape.dim
+            return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return None
+
+
+def _listing(sites: list[LstmSite]) -> str:
+    shown = [s.where for s in sites[:8]]
+    more = f" and {len(sites) - 8} more" if len(sites) > 8 else ""
+    return f"LSTM nodes {shown}{more}"
+
+
+def _refuse_other_ops(g: Graph, required: list[Any], lstms: list[Any], sites: list) -> None:
+    """Ops besides LSTMs, glue and constants: list them and name both ways out."""
+    lstm_ids = {id(n) for n in lstms}
+    odd = sorted(
+        {
+            f"{n.op_type} ({n.name})"
+            for n in required
+            if id(n) not in g.understood and id(n) not in lstm_ids and n.op_type not in GLUE
+        }
+    )
+    if odd:
+        raise UnsupportedError(
+            TARGET,
+            f"the graph also computes with {odd}; compile the LSTM alone with --lstm NAME "
+            f"(or a chain: --lstm A,B) from {_listing(sites)}; rewriting the whole graph "
+            "(-o .onnx keeping the other ops) is not supported yet",
+        )
 
 
 def _chain(g: Graph, lstms: list[Any]) -> tuple[list[Any], list[Any], list[list[Any]]]:
@@ -106,7 +201,7 @@ def _chain(g: Graph, lstms: list[Any]) -> tuple[list[Any], list[Any], list[list[
     sources = {id(n): g.source(n.input[0] if n.input else "") for n in lstms}
     for n in lstms:
         src, k, _ = sources[id(n)]
-        if src is not None and (src.op_type != "LSTM" or k != 0):
+        if src is not None and (id(src) not in {id(n) for n in lstms} or k != 0):
             what = f"{src.op_type} node {src.name!r}" + (" (its Y_h/Y_c)" if k else "")
             raise UnsupportedError(TARGET, f"X of LSTM {n.name!r} comes from a {what}")
     heads = [n for n in lstms if sources[id(n)][0] is None]
@@ -124,10 +219,12 @@ def _chain(g: Graph, lstms: list[Any]) -> tuple[list[Any], list[Any], list[list[
     return chain, sources[id(heads[0])][2], glue
 
 
-def _outputs(g: Graph, last: _Lstm, time_major: bool, batch: int | None) -> dict[str, str]:
+def _outputs(
+    g: Graph, last: _Lstm, time_major: bool, batch: int | None, seq_len: int | None
+) -> dict[str, str]:
     """Map graph outputs to the last LSTM's Y / Y_h / Y_c, checking any output glue."""
     outs: dict[str, str] = {}
-    sizes = last.sizes() | ({"B": batch} if batch else {})
+    sizes = last.sizes() | _seq_sizes(seq_len, batch)
     for name in g.outputs:
         node, k, glue = g.source(name)
         if node is not last.node:
@@ -158,11 +255,13 @@ def _outputs(g: Graph, last: _Lstm, time_major: bool, batch: int | None) -> dict
 class _Lstm:
     """One LSTM node: attributes validated, weights resolved per direction."""
 
-    def __init__(self, g: Graph, node: Any) -> None:
-        self.g, self.node = g, node
-        self.name = node.name or next((o for o in node.output if o), "LSTM")
+    def __init__(self, site: LstmSite) -> None:
+        if site.error is not None:
+            raise site.error
+        self.site, self.node = site, site.node
+        self.name = site.name
         self.state_inputs: list[str] = []
-        attrs = node_attrs(node)
+        attrs = site.attrs
         unknown = sorted(set(attrs) - _ATTRS)
         if unknown:
             raise UnsupportedError(TARGET, f"LSTM {self.name!r}: unknown attributes {unknown}")
@@ -181,7 +280,7 @@ class _Lstm:
                 "kernel does (TFLite's cell_clip clips the cell state, a different operation)",
             )
         self.n_dir = d = 2 if self.direction == "bidirectional" else 1
-        w, r, b, p = (self._param(k, what) for k, what in ((1, "W"), (2, "R"), (3, "B"), (7, "P")))
+        w, r, b, p = (site.params.get(what) for what in "WRBP")
         if w is None or r is None:
             raise ModelFileError(f"LSTM {self.name!r}: input W or R is missing")
         self.h = h = int(attrs.get("hidden_size", r.shape[-1] if r.ndim == 3 else 0))
@@ -200,20 +299,6 @@ class _Lstm:
         acts = self._activations(attrs)
         cifg = bool(attrs.get("input_forget", 0))
         self.weights = [_weights(w, r, b, p, k, h, cifg, acts[k]) for k in range(d)]
-
-    def _param(self, k: int, what: str) -> np.ndarray | None:
-        name = self.node.input[k] if len(self.node.input) > k else ""
-        if not name:
-            return None
-        value = self.g.const(name, f"LSTM {self.name!r} {what}")
-        if not np.issubdtype(value.dtype, np.number) or np.issubdtype(
-            value.dtype, np.complexfloating
-        ):
-            raise WeightsError(
-                f"LSTM {self.name!r} {what}: expected real numbers, found {value.dtype}"
-            )
-        with np.errstate(all="ignore"):  # NaN/inf are reported by the weights' own check
-            return value.astype(np.float64)
 
     def _activations(self, attrs: dict[str, Any]) -> list[str]:
         """Canonical activation per direction; f must be Sigmoid, g and h equal."""
@@ -247,23 +332,24 @@ class _Lstm:
         return mapped[1::3]
 
     def check_optional_inputs(self, seq_len: int | None) -> None:
-        """sequence_lens must be absent or all full length; initial states zeros or inputs."""
-        names = [*self.node.input, "", "", "", "", "", "", ""]
-        if names[4]:
-            lens = self.g.const(names[4], f"LSTM {self.name!r} sequence_lens")
-            if not seq_len or np.any(np.asarray(lens) != seq_len):
+        """sequence_lens must be absent or all full length; initial states zeros or inputs
+        (the intake has already refused computed and non-zero constant ones)."""
+        lens = self.site.inputs.get("sequence_lens")
+        if lens is not None and lens.kind != "absent":
+            full = (
+                lens.kind == "const" and seq_len and not np.any(np.asarray(lens.value) != seq_len)
+            )
+            if not full:
+                shown = np.ravel(lens.value).tolist() if lens.kind == "const" else lens.source
                 raise UnsupportedError(
                     TARGET,
-                    f"LSTM {self.name!r}: sequence_lens {np.ravel(lens).tolist()} (sequence "
-                    f"length {seq_len or 'dynamic'}); the canonical model runs every step",
+                    f"LSTM {self.name!r}: sequence_lens {shown} (sequence length "
+                    f"{seq_len or 'dynamic'}); the canonical model runs every step",
                 )
-        for name, what in ((names[5], "initial_h"), (names[6], "initial_c")):
-            if name in self.g.inputs:
-                self.state_inputs.append(name)
-            elif name and np.any(self.g.const(name, f"LSTM {self.name!r} {what}") != 0):
-                raise UnsupportedError(
-                    TARGET, f"LSTM {self.name!r}: a constant non-zero {what} cannot be stored"
-                )
+        for what in ("initial_h", "initial_c"):
+            got = self.site.inputs.get(what)
+            if got is not None and got.kind == "input":  # a per-layer slice names its source
+                self.state_inputs.append(got.source + (" (a slice)" if got.nodes else ""))
 
     def sizes(self) -> dict[str, int]:
         return {"D": self.n_dir, "H": self.h}

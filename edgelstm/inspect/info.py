@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgelstm.ir.roles import INTERMEDIATES
+from edgelstm.ir.roles import INTERMEDIATES, ROLES
 
 LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 LSTM_INTERMEDIATES = tuple(i.name for i in INTERMEDIATES)
@@ -83,6 +83,31 @@ class ModelInfo:
     """"float", "float16", "dynamic" (int8 weights, float activations), "int8" or "qdq"."""
     warnings: list[str] = field(default_factory=list)
     """Problems the file will have on some runtime or CPU (e.g. int8 weights that saturate)."""
+    lstm_nodes: list[dict[str, Any]] = field(default_factory=list)
+    """ONNX: every LSTM node (subgraphs too) with its path, features and what edgelstm can
+    compile it to (see :func:`edgelstm.inspect.onnx.lstm_nodes`)."""
+
+    @property
+    def state_across_invokes(self) -> str | None:
+        """ "reset" when every fused LSTM state is written by an op before the LSTM (the file
+        answers the same on every invoke), "carried" when none is (stateful / streaming),
+        "mixed" otherwise; for unfused files "built" (zero state built in the graph) or "inputs"
+        (the caller feeds the state); None otherwise (ONNX files are stateless)."""
+        state_roles = {r.name for r in ROLES if r.kind == "state"}
+        states = {
+            t.index
+            for o in self.ops
+            if o.op == LSTM_OP
+            for t in o.inputs
+            if t is not None and t.role in state_roles
+        }
+        if not states:
+            meta = _obj(self.metadata.get("edgelstm"))  # unfused TFLite: state as graph I/O
+            if meta.get("state_io"):
+                return "inputs"
+            return "built" if meta.get("lowering") and "final_states" in meta else None
+        written = {t.index for o in self.ops if o.op != LSTM_OP for t in o.outputs} & states
+        return "reset" if written == states else "carried" if not written else "mixed"
 
     @property
     def lstm_ops(self) -> list[OpInfo]:

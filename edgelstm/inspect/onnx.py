@@ -195,7 +195,58 @@ def _onnx_info(path: Path, data: bytes, model: Any) -> ModelInfo:
         weight_bytes=sum(t.nbytes for t in init_infos),
         quantization=kind,
         warnings=_saturation_warnings(model) if kind == "dynamic" else [],
+        lstm_nodes=lstm_nodes(model),
     )
+
+
+def lstm_nodes(model: Any) -> list[dict[str, Any]]:
+    """Every LSTM node with its path, features and what each target can do with it.
+
+    Weights in external files are not read (inspect never opens other files)."""
+    if not any(n.op_type in ("LSTM", "DynamicQuantizeLSTM") for n in _all_nodes(model.graph)):
+        return []
+    if any(t.data_location == 1 for t in model.graph.initializer):  # EXTERNAL
+        return [{"note": "weights in external data files: compile to see the LSTM nodes"}]
+    from edgelstm.errors import EdgeLSTMError
+    from edgelstm.importers.onnx_intake import find_lstms
+    from edgelstm.importers.onnx_lstm import from_onnx
+
+    try:
+        from_onnx(model)
+        whole = None
+    except EdgeLSTMError as exc:
+        whole = str(exc)
+    out = []
+    for site in find_lstms(model):
+        entry: dict[str, Any] = {"name": site.name, "path": site.path or "main graph"}
+        entry |= site.features()
+        if site.notes:
+            entry["notes"] = list(site.notes)
+        if site.problem is None:
+            try:
+                from_onnx(model, lstm=site.where)
+            except EdgeLSTMError as exc:
+                site.error = exc
+        if site.problem is not None:
+            entry["tflite"] = entry["onnx"] = f"refused: {site.problem}"
+        else:
+            how = "whole graph (no --lstm needed)" if whole is None else f"--lstm {site.where}"
+            entry["tflite"] = f"fused LSTM op: {how}"
+            entry["onnx"] = f"fused or composite LSTM: {how}" + (
+                "" if whole is None else "; whole-graph ONNX rewrite: not supported yet"
+            )
+        out.append(entry)
+    return out
+
+
+def _all_nodes(graph: Any) -> list[Any]:
+    nodes = list(graph.node)
+    for node in graph.node:
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == 5 else list(attr.graphs) if attr.type == 10 else []
+            for sub in subs:
+                nodes.extend(_all_nodes(sub))
+    return nodes
 
 
 def _saturation_warnings(model: Any) -> list[str]:

@@ -53,6 +53,38 @@ def _tensor_line(slot: str, t: TensorInfo | None) -> str:
     return f"    {slot:<34} {t.dtype:<8} {_shape(t):<14} {kind:<5} {extra}".rstrip()
 
 
+STATE_WORDS = {
+    "reset": "reset in the graph on every invoke (the same input gives the same answer; "
+    "set an initial state on the '<state>/initial' variables)",
+    "carried": "carried across invokes (stateful / streaming: call reset_all_variables() "
+    "between independent sequences)",
+    "mixed": "reset for some LSTM ops and carried for others",
+    "built": "zero initial state built in the graph (the same input gives the same answer "
+    "on every invoke)",
+    "inputs": "initial state as required graph inputs, final state as outputs (streaming: "
+    "the caller feeds the state back)",
+}
+"""What each :attr:`ModelInfo.state_across_invokes` means for someone using the file."""
+
+
+def _lstm_node_lines(nodes: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for n in nodes:
+        if "note" in n:
+            lines.append(f"  {n['note']}")
+            continue
+        states = ", ".join(f"{k} {v}" for k, v in n["states"].items()) or "-"
+        lines.append(
+            f"  {n['name']} in {n['path']}: {n['op']} {n['direction']} "
+            f"{n['input_size']}->{n['hidden_size']}, layout {n['layout']}"
+            f"{', peephole' if n['peephole'] else ''}; states: {states}"
+        )
+        lines.extend(f"    note: {note}" for note in n.get("notes", []))
+        lines.append(f"    tflite: {n['tflite']}")
+        lines.append(f"    onnx: {n['onnx']}")
+    return lines
+
+
 def format_info(info: ModelInfo) -> str:
     """Human-readable report (what ``edgelstm inspect`` prints)."""
     lines = [
@@ -62,11 +94,16 @@ def format_info(info: ModelInfo) -> str:
     if info.producer:
         lines.append(f"producer: {info.producer}")
     lines.extend(f"warning: {w}" for w in info.warnings)
+    if info.state_across_invokes is not None:
+        lines.append(f"state: {STATE_WORDS[info.state_across_invokes]}")
     if info.format == "tflite":
         lines.append(tflm_verdict(info))
     for label, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(f"{label}:")
         lines.extend(_tensor_line(t.name, t) for t in tensors)
+    if info.lstm_nodes:
+        lines.append("LSTM nodes (what edgelstm can compile):")
+        lines.extend(_lstm_node_lines(info.lstm_nodes))
     counts: dict[str, int] = {}
     for op in info.ops:
         counts[op.op] = counts.get(op.op, 0) + 1

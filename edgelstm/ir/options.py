@@ -22,6 +22,8 @@ DIM_MAX = 2**31 - 1
 """Largest fixed batch / sequence length: TFLite tensor shapes are int32."""
 Recurrence = Literal["scan", "loop"]
 RECURRENCES: tuple[str, ...] = ("scan", "loop")
+Target = Literal["tflite", "tflm"]
+TARGETS: tuple[str, ...] = ("tflite", "tflm")
 Schedule = Literal["auto", "while", "unrolled"]
 SCHEDULES: tuple[str, ...] = ("auto", "while", "unrolled")
 EXTRA_KEYS = {"int8_io": "io", "estimator": "estimator", "progress": "progress"}
@@ -52,8 +54,8 @@ class Int8Options:
     integer-only targets) instead of float I/O (QUANTIZE after the input, DEQUANTIZE before
     each output: a drop-in replacement for the float file). ``estimator``: calibration range
     estimators, one name or one per quantity (see :func:`edgelstm.quant.plan.resolve_estimators`;
-    None = the measured defaults). ``progress``: calibration progress bar (None = only on a
-    terminal and for long work).
+    None = the measured defaults). ``progress``: calibration progress bar on a terminal
+    stderr (None = only under the CLI and for long work; True = also in library use).
     """
 
     io: bool = False
@@ -98,16 +100,27 @@ class UnfusedOptions:
     ``schedule``: "auto" (picked from the weight size and T), "unrolled" (needs a fixed
     ``seq_len``) or "while" with ``chunk`` steps per WHILE trip (a divisor of T) and output
     ``segment`` steps per WHILE op (a multiple of ``chunk`` dividing T); None picks them.
+
+    ``state_inputs`` emits the streaming form: every initial h/c is a graph input
+    ``layer{k}/{dir}/initial_h|c`` (TFLite has no optional inputs, so the caller must set
+    them on every invoke); also implied by a stateful model. Without it the zero initial
+    state is built in the graph and the file takes only ``input``: an app that sets just
+    the input on a reused interpreter gets the same answer every invoke.
     """
 
     schedule: Schedule = "auto"
     chunk: int | None = None
     segment: int | None = None
+    state_inputs: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("UnfusedOptions.schedule", self.schedule, SCHEDULES)
         _check_count("UnfusedOptions.chunk", self.chunk)
         _check_count("UnfusedOptions.segment", self.segment)
+        if not isinstance(self.state_inputs, bool):
+            raise SpecError(
+                f"UnfusedOptions.state_inputs: expected True or False, found {self.state_inputs!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,8 @@ class CompileOptions:
     ``int8``, ``onnx`` and ``unfused`` hold the choices only that mode or target reads.
     ``extra`` is the old untyped form of ``int8`` (keys "int8_io", "estimator", "progress"),
     still accepted with a DeprecationWarning.
+    ``target`` "tflm" is the TFLite Micro profile of a .tflite file (full int8, int8 I/O,
+    fixed shapes, only ops TFLM has; :mod:`edgelstm.targets.tflite.micro`).
     """
 
     batch: int | None = 1
@@ -132,12 +147,14 @@ class CompileOptions:
     int8: Int8Options = field(default_factory=Int8Options)
     onnx: OnnxOptions = field(default_factory=OnnxOptions)
     unfused: UnfusedOptions = field(default_factory=UnfusedOptions)
+    target: Target = "tflite"
     extra: InitVar[Mapping[str, Any] | None] = None
 
     def __post_init__(self, extra: Mapping[str, Any] | None) -> None:
         for name in ("batch", "seq_len"):
             _check_count(f"CompileOptions.{name}", getattr(self, name))
         _check_choice("CompileOptions.quantize", self.quantize, QUANTIZE_MODES)
+        _check_choice("CompileOptions.target", self.target, TARGETS)
         for name, kind in (
             ("int8", Int8Options),
             ("onnx", OnnxOptions),

@@ -18,20 +18,20 @@ buffers, and the high-water mark of one shared process would mix all models.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgelstm._io import progress
 from edgelstm.errors import InputDataError, ModelFileError
 
 DEFAULT_SEQ_LEN = 50
@@ -61,6 +61,8 @@ class BenchResult:
     ratio: float = 1.0
     peak_rss_mb: float | None = None
     model_rss_mb: float | None = None
+    arena_bytes: int | None = None
+    """TFLite Micro (backend ``tflm``): the smallest tensor arena, the RAM a device reserves."""
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self, latencies: bool = True) -> dict[str, Any]:
@@ -68,32 +70,6 @@ class BenchResult:
         if not latencies:
             data.pop("latencies_ms")
         return data
-
-
-@contextlib.contextmanager
-def progress(total: int, description: str, enabled: bool | None = None) -> Iterator[Any]:
-    """A rich progress bar on stderr, silent when stderr is not a terminal (tests, pipes).
-
-    Yields ``advance(n=1)``.
-    """
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        yield lambda n=1: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
 
 
 def bench_input(runner: Any, batch: int | None, seq_len: int | None, seed: int = 0) -> np.ndarray:
@@ -133,7 +109,9 @@ def bench(
 
     ``probe``: run each file once in a child process before loading it here, so that a
     runtime crash is a ModelFileError (see :func:`edgelstm.runtime.select.open_runner`);
-    False for files edgelstm has just written itself.
+    False for files edgelstm has just written itself. ``show_progress``: a bar on a terminal
+    stderr (None = when the CLI turned bars on; see :func:`edgelstm._io.progress`); it
+    advances between timed blocks, outside the clock.
     """
     from edgelstm.runtime.select import open_runner
 
@@ -182,8 +160,15 @@ def bench(
     for r in results:
         r.ratio = r.p50_ms / fastest if fastest > 0 else 1.0
     if memory:
-        for r in results:
-            r.peak_rss_mb, r.model_rss_mb = peak_memory(r.path, r.backend, threads, r.input_shape)
+        with progress(len(results), "measuring memory", show_progress) as advance:
+            for r in results:
+                if r.backend == "tflm":  # its arena is the memory figure (arena_bytes)
+                    advance()
+                    continue
+                r.peak_rss_mb, r.model_rss_mb = peak_memory(
+                    r.path, r.backend, threads, r.input_shape
+                )
+                advance()
     return results
 
 
@@ -209,6 +194,7 @@ def _result(name: str, runner: Any, x: np.ndarray, times: list[float], warmup: i
         sequences_per_s=1e3 * batch / p50,
         steps_per_s=1e3 * batch * steps / p50,
         size_bytes=runner.info.size_bytes,
+        arena_bytes=getattr(runner.impl, "arena_size", None) if runner.backend == "tflm" else None,
         latencies_ms=[float(v) for v in t],
     )
 
@@ -331,4 +317,11 @@ def format_results(results: Sequence[BenchResult]) -> str:
         raise ModelFileError("bench: no results")
     r0 = results[0]
     head = f"{r0.runs} timed runs after {r0.warmup} warm-up, interleaved, input {r0.input_shape}"
-    return head + "\n" + text_table(BENCH_HEADERS, bench_rows(results))
+    text = head + "\n" + text_table(BENCH_HEADERS, bench_rows(results))
+    for r in results:
+        if r.arena_bytes is not None:
+            text += (
+                f"\n{r.name}: TFLite Micro arena {r.arena_bytes:,} B ({r.arena_bytes / 1024:.1f} "
+                "KB RAM); latency is TFLM's reference kernels on this CPU, a proxy only"
+            )
+    return text

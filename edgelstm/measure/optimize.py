@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm._io import progress
 from edgelstm.errors import EdgeLSTMError, InputDataError, UnsupportedError
 from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.options import CompileOptions, OnnxOptions, UnfusedOptions
@@ -302,19 +303,10 @@ def optimize_latency(
     time_major = model.time_major if options.time_major is None else options.time_major
     ref = reference_model(dataclasses.replace(model, time_major=False), x).output
     cands = candidates(model, target, options)
-    for c in cands:
-        try:
-            c.data = c.build()
-            y = c.outputs(x, options.batch, time_major)
-        except UnsupportedError as exc:
-            c.verdict = f"refused: {exc.reason}"
-            continue
-        except EdgeLSTMError as exc:
-            c.verdict = f"refused: {exc}"
-            continue
-        c.error = float(np.max(np.abs(y - ref))) if y.shape == ref.shape else float("inf")
-        if not np.isfinite(c.error) or c.error > max_error:
-            c.verdict = f"error over budget ({c.error:.2e} > {max_error:g})"
+    with progress(len(cands), "building + verifying candidates") as advance:
+        for c in cands:
+            _build_and_check(c, x, ref, options.batch, time_major, max_error)
+            advance()
     survivors = [c for c in cands if c.data is not None and not c.verdict]
     if not survivors:
         raise NoCandidateError(OptimizeTable(cands, max_error, desc, runs))
@@ -330,6 +322,30 @@ def optimize_latency(
     order = sorted(cands, key=lambda c: (not c.chosen, c.p50_ms is None, c.p50_ms or 0.0))
     assert best.data is not None
     return best.data, OptimizeTable(order, max_error, desc, runs)
+
+
+def _build_and_check(
+    c: Candidate,
+    x: np.ndarray,
+    ref: np.ndarray,
+    batch: int | None,
+    time_major: bool,
+    max_error: float,
+) -> None:
+    """Build ``c`` and measure its max abs error on ``x``; a refusal or an error over the
+    budget becomes its verdict (it is then not timed)."""
+    try:
+        c.data = c.build()
+        y = c.outputs(x, batch, time_major)
+    except UnsupportedError as exc:
+        c.verdict = f"refused: {exc.reason}"
+        return
+    except EdgeLSTMError as exc:
+        c.verdict = f"refused: {exc}"
+        return
+    c.error = float(np.max(np.abs(y - ref))) if y.shape == ref.shape else float("inf")
+    if not np.isfinite(c.error) or c.error > max_error:
+        c.verdict = f"error over budget ({c.error:.2e} > {max_error:g})"
 
 
 def choose(timed: list[Candidate]) -> Candidate:
@@ -366,7 +382,6 @@ def _time(cands: list[Candidate], options: CompileOptions, runs: int, warmup: in
             batch=options.batch,
             seq_len=options.seq_len or DEFAULT_STEPS,
             memory=False,
-            show_progress=False,
             probe=False,  # candidates edgelstm just compiled itself
         )
     for c, r in zip(cands, results, strict=True):

@@ -25,12 +25,12 @@ each product's operand ranges: :func:`calibrate_products` observes them in the s
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgelstm._io import progress as progress_bar
 from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.roles import GATE_ROLES
 from edgelstm.ir.weights import LSTMWeights
@@ -169,34 +169,6 @@ class Calibration:
         self.sequences += xs.shape[0]
 
 
-class _Progress:
-    """A rich progress bar when wanted and available; silent otherwise."""
-
-    def __init__(self, enabled: bool, total: int | None) -> None:
-        self._progress = None
-        if not enabled:
-            return
-        try:
-            from rich.progress import Progress
-        except ImportError:  # rich is optional
-            return
-        self._progress = Progress(transient=True)
-        self._task = self._progress.add_task("calibrating", total=total)
-
-    def __enter__(self) -> _Progress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def tick(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
-
-
 def calibrate(
     model: LSTMModel | LSTMWeights,
     data: np.ndarray | Iterable[np.ndarray],
@@ -208,7 +180,8 @@ def calibrate(
 
     ``data`` is an [N, T, I] array (each sequence from zero state) or an iterable of
     [B, T, I] / [T, I] arrays (lengths may differ between items). ``progress``: show a rich
-    progress bar (None = only when stderr is a terminal and the work is long).
+    progress bar on a terminal stderr (None = only when the CLI turned bars on and the
+    work is long; see :func:`edgelstm._io.progress`).
     Raises :class:`~edgelstm.errors.CalibrationError` for unusable data.
     """
     model = LSTMModel.of(model)
@@ -220,11 +193,11 @@ def calibrate(
         total = data.shape[1] * -(-data.shape[0] // batch_size) * _n_directions(model)
     if progress is None:
         work = (total or 0) * max(layer.forward.spec.n_cell for layer in model.layers) * batch_size
-        progress = sys.stderr.isatty() and work > 5e7
-    with _Progress(progress, total) as bar:
+        progress = None if work > 1e6 else False  # under ~0.3 s: no bar
+    with progress_bar(total, "calibrating", progress) as advance:
         for layer_stats in stats:
             for direction in layer_stats:
-                direction.tick = bar.tick
+                direction.tick = advance
         for xs in batches:
             calib.observe(xs)
     for layer_stats in stats:

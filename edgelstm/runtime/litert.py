@@ -11,11 +11,14 @@ tensors; after ``reset_all_variables()``, ``set_tensor(index, value)`` on them s
 state for the next ``invoke()``. Resizing an input re-allocates tensors, which zeroes
 variables, so the runner saves and restores them around a resize.
 
-Unfused graphs (:mod:`edgelstm.targets.tflite.unfused`) have no variable tensors: their state is
-graph inputs ``.../initial_h|c`` and outputs (metadata ``state_io`` says which). The runner
-keeps that state itself: ``run`` feeds zeros (or ``initial_states``), ``invoke_chunk`` feeds
-the previous call's final states, and only the model's own outputs are returned, so both
-kinds of file behave alike.
+Unfused graphs (:mod:`edgelstm.targets.tflite.unfused`) have no variable tensors. In their
+streaming form the state is graph inputs ``.../initial_h|c`` and outputs (metadata
+``state_io`` says which); the runner keeps that state itself: ``run`` feeds zeros (or
+``initial_states``), ``invoke_chunk`` feeds the previous call's final states, and only the
+model's own outputs are returned, so both kinds of file behave alike. The stateless form
+(the default for non-stateful models) builds its zero state in the graph and has no state
+inputs (metadata ``final_states`` names its final-state outputs, read by :meth:`state`):
+initial states and ``invoke_chunk`` are refused there, naming the streaming option.
 
 Integer tensors (full-int8 models with int8 I/O, int8 h and int16 c states): float values
 given for them are quantized with that tensor's own scale and zero point (round to nearest,
@@ -32,12 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from edgelstm.errors import InputDataError, ModelFileError
+from edgelstm.errors import InputDataError, ModelFileError, UnsupportedError
 from edgelstm.quant.tensor import from_codes, to_codes
 
 BACKENDS = ("litert", "tf")
 _LSTM_BUILTIN = 44  # BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+_ADD_BUILTIN = 0  # BuiltinOperator.ADD
 _OUTPUT_STATE_INPUT, _CELL_STATE_INPUT = 18, 19
+_STATELESS = (
+    "this file is a stateless unfused graph (zero initial state built in, no state inputs); "
+    "compile with UnfusedOptions(state_inputs=True) for the streaming form"
+)
 
 
 def _edgelstm_metadata(model: Any) -> dict[str, Any]:
@@ -95,12 +103,35 @@ def _scan_all(data: bytes) -> tuple[list, bool, list | None, list | None, list[d
         state_io: list[dict] = []
         if not pairs:  # an unfused graph: state and layout from its metadata
             meta = _edgelstm_metadata(model)
-            state_io = [e for e in meta.get("state_io") or [] if isinstance(e, dict)]
+            entries = meta.get("state_io") or meta.get("final_states") or []
+            state_io = [e for e in entries if isinstance(e, dict)]
             if state_io:
                 time_major = bool((meta.get("model") or {}).get("time_major"))
     except Exception as exc:  # noqa: BLE001 - any flatbuffer decoding failure
         raise ModelFileError(f"model: corrupted TFLite flatbuffer ({exc})") from None
     return pairs, time_major, outputs, inputs, state_io
+
+
+def reset_variables(data: bytes, states: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """State variable -> (initial, zero) variables of the ADD that writes it before the LSTM.
+
+    Files of non-stateful models reset their states in the graph on every invoke (see
+    :func:`edgelstm.targets.tflite.lstm_op._add_state_reset`): an initial state, or the state
+    carried from the previous invoke, is set on ``initial``; {} for stateful files.
+    """
+    from edgelstm.targets.tflite.schema import schema
+
+    wanted, found = set(states), {}
+    model = schema.Model.GetRootAs(data, 0)
+    codes = [model.OperatorCodes(i).BuiltinCode() for i in range(model.OperatorCodesLength())]
+    graph = model.Subgraphs(0)
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        if codes[op.OpcodeIndex()] == _ADD_BUILTIN and op.OutputsLength() == 1:
+            out = op.Outputs(0)
+            if out in wanted and op.InputsLength() == 2:
+                found[out] = (op.Inputs(0), op.Inputs(1))
+    return found
 
 
 def _to_dtype(value: Any, detail: dict[str, Any], what: str) -> np.ndarray:
@@ -164,19 +195,22 @@ class LiteRTRunner:
         self.states, self.time_major, signature_outputs, signature_inputs, state_io = _scan_all(
             data
         )
+        self.resets = reset_variables(data, [i for pair in self.states for i in pair])
+        """State variable -> (initial, zero): present when the file resets its state."""
         """(h, c) variable-tensor indices per LSTM op in operator order."""
         details = self.interpreter.get_input_details()
         by_index = {d["index"]: d for d in self.interpreter.get_output_details()}
         named = signature_outputs or [(d["name"], i) for i, d in by_index.items()]
         self._state_io: list[tuple[int, int, int, int]] = []
-        """Unfused graphs: (initial h, initial c, final h, final c) tensor indices."""
+        """Unfused graphs: (initial h, initial c, final h, final c) tensor indices; the
+        initial ones are -1 in a stateless file (zero state built in the graph)."""
         if state_io:
             ins, outs = dict(signature_inputs or []), dict(named)
             try:
                 self._state_io = [
                     (
-                        ins[e["initial_h"]],
-                        ins[e["initial_c"]],
+                        ins[e["initial_h"]] if "initial_h" in e else -1,
+                        ins[e["initial_c"]] if "initial_c" in e else -1,
                         outs[e["final_h"]],
                         outs[e["final_c"]],
                     )
@@ -189,6 +223,8 @@ class LiteRTRunner:
             details = [d for d in details if d["index"] == ins.get("input", details[0]["index"])]
             self._carry: list[np.ndarray | None] = [None] * (2 * len(self._state_io))
             self._fed: list[np.ndarray | None] = list(self._carry)
+        self._streaming = all(h0 >= 0 for h0, _, _, _ in self._state_io)
+        """False for a stateless unfused file: it has no state inputs to carry state into."""
         if len(details) != 1:
             raise ModelFileError(f"model: expected 1 input, found {len(details)}")
         self._input = details[0]
@@ -218,6 +254,8 @@ class LiteRTRunner:
                 flat.append(entry)  # flat: one (h, c) per op
             else:
                 flat.extend(entry)  # nested: [layer][direction] = (h, c)
+        if not self._streaming and any(v is not None for v in flat):
+            raise InputDataError(f"initial states: {_STATELESS}")  # like a stateless ONNX file
         count = len(self._state_io) if self._state_io else len(self.states)
         if len(flat) != count:
             raise InputDataError(
@@ -240,7 +278,13 @@ class LiteRTRunner:
                     raise InputDataError(
                         f"initial state: expected shape {list(want)}, found {list(arr.shape)}"
                     )
-                self.interpreter.set_tensor(index, arr.reshape(want))
+                target = self.resets.get(index, (index,))[0]
+                self.interpreter.set_tensor(target, arr.reshape(want))
+
+    def _carry_over(self) -> None:
+        """A file that resets its state: start the next invoke from the current state."""
+        for state, (initial, _) in self.resets.items():
+            self.interpreter.set_tensor(initial, self.interpreter.get_tensor(state))
 
     # -- invoking --------------------------------------------------------------------------
     def _prepare_input(self, x: np.ndarray) -> np.ndarray:
@@ -256,7 +300,7 @@ class LiteRTRunner:
             batch_axis = self._batch_axis()
             new_batch = arr.shape[batch_axis]
             if new_batch != current[batch_axis]:
-                for h0, c0, _, _ in self._state_io:
+                for h0, c0, _, _ in self._state_io if self._streaming else ():
                     for index in (h0, c0):
                         width = self.interpreter.get_tensor(index).shape[-1]
                         self.interpreter.resize_tensor_input(index, [new_batch, width], strict=True)
@@ -264,7 +308,8 @@ class LiteRTRunner:
                 for pair in self.states:
                     for index in pair:
                         width = self.interpreter.get_tensor(index).shape[-1]
-                        self.interpreter.resize_tensor_input(index, [new_batch, width], strict=True)
+                        for t in (index, *self.resets.get(index, ())):
+                            self.interpreter.resize_tensor_input(t, [new_batch, width], strict=True)
             self.interpreter.allocate_tensors()
             if self._state_io:
                 self._fed = [None] * len(self._fed)
@@ -283,7 +328,7 @@ class LiteRTRunner:
 
     def _invoke(self, arr: np.ndarray) -> list[np.ndarray]:
         self.interpreter.set_tensor(self._input["index"], arr)
-        if self._state_io:
+        if self._state_io and self._streaming:
             self._feed_states()
         self.interpreter.invoke()
         if self._state_io:
@@ -324,12 +369,16 @@ class LiteRTRunner:
 
     def invoke_chunk(self, x: np.ndarray) -> list[np.ndarray]:
         """Invoke on the next chunk of a stream: states carry over from the previous call."""
-        return self._invoke(self._prepare_input(x))
+        if not self._streaming:
+            raise UnsupportedError("streaming in chunks (invoke_chunk)", _STATELESS)
+        arr = self._prepare_input(x)
+        self._carry_over()
+        return self._invoke(arr)
 
     def state(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Current (h, c) of every LSTM op, in operator order."""
         if self._state_io:
-            shapes = [i for h0, c0, _, _ in self._state_io for i in (h0, c0)]
+            shapes = [i for e in self._state_io for i in (e[:2] if self._streaming else e[2:])]
             vals = [
                 v if v is not None else np.zeros(self.interpreter.get_tensor(i).shape, np.float32)
                 for v, i in zip(self._carry, shapes, strict=True)

@@ -196,14 +196,17 @@ def _state_tensors(path: Path) -> tuple[bool, list[int]]:
     """(time_major, indices of the state tensors) of a TFLite file: the fused ops' h/c
     variables, or an unfused graph's initial-state inputs; (False, []) if unreadable."""
     try:
-        from edgelstm.runtime.litert import _scan_all
+        from edgelstm.runtime.litert import _scan_all, reset_variables
 
-        pairs, time_major, _, inputs, state_io = _scan_all(path.read_bytes())
+        data = path.read_bytes()
+        pairs, time_major, _, inputs, state_io = _scan_all(data)
+        fused = [i for pair in pairs for i in pair]
+        resets = [i for extra in reset_variables(data, fused).values() for i in extra]
     except Exception:  # noqa: BLE001 - no schema or a file the interpreter will judge
         return False, []
     by_name = dict(inputs or [])
     unfused = [by_name.get(e.get(k)) for e in state_io for k in ("initial_h", "initial_c")]
-    return time_major, [i for pair in pairs for i in pair] + [i for i in unfused if i is not None]
+    return time_major, fused + resets + [i for i in unfused if i is not None]
 
 
 def _edgelstm_tflite_runner(path: Path, threads: int, backend: str) -> Any | None:

@@ -25,16 +25,22 @@ pytestmark = pytest.mark.slow
 RUNNER = """
 import json, sys
 import numpy as np
-from tflite_runtime.interpreter import Interpreter
+from tflite_runtime.interpreter import Interpreter, OpResolverType
 jobs = json.load(open(sys.argv[1]))
+resolvers = {"default": OpResolverType.AUTO,
+             "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 for job in jobs:
-    interp = Interpreter(model_path=job["model"], num_threads=1)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    interp.set_tensor(inp["index"], np.load(job["x"]).astype(inp["dtype"]))
-    interp.invoke()
-    out = interp.get_output_details()[0]
-    np.save(job["y"], interp.get_tensor(out["index"]))
+    for tag, resolver in resolvers.items():
+        interp = Interpreter(model_path=job["model"], num_threads=1,
+                             experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]
+        out = interp.get_output_details()[0]
+        # one interpreter, reused as an app would: x, then another input, then x again
+        for k, name in enumerate(("x", "x2", "x")):
+            interp.set_tensor(inp["index"], np.load(job[name]).astype(inp["dtype"]))
+            interp.invoke()
+            np.save(job["y"] + f".{tag}.{k}.npy", interp.get_tensor(out["index"]))
 print("ran", len(jobs))
 """
 
@@ -104,20 +110,22 @@ def _models() -> dict[str, tuple[LSTMModel, CompileOptions]]:
 TOLERANCE = {"float": 1e-5, "hybrid": 0.05, "int8": 0.05}
 
 
-def test_files_run_on_tflite_runtime_214(tflite_runtime_python, tmp_path):
+def test_files_run_and_forget_state_on_tflite_runtime_214(tflite_runtime_python, tmp_path):
     rng = np.random.default_rng(0)
     jobs, expected = [], {}
     for name, (model, options) in _models().items():
         model_path = tmp_path / f"{name}.tflite"
         save_tflite(model, model_path, options)
-        x = rng.normal(size=(2, 7, 6)).astype(np.float32)
+        x, x2 = rng.normal(size=(2, 2, 7, 6)).astype(np.float32)
         np.save(tmp_path / f"{name}_x.npy", x)
-        expected[name] = reference_model(model, x).output
+        np.save(tmp_path / f"{name}_x2.npy", x2)
+        expected[name] = (reference_model(model, x).output, reference_model(model, x2).output)
         jobs.append(
             {
                 "model": str(model_path),
                 "x": str(tmp_path / f"{name}_x.npy"),
-                "y": str(tmp_path / f"{name}_y.npy"),
+                "x2": str(tmp_path / f"{name}_x2.npy"),
+                "y": str(tmp_path / f"{name}_y"),
             }
         )
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
@@ -130,7 +138,13 @@ def test_files_run_on_tflite_runtime_214(tflite_runtime_python, tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    for name, want in expected.items():
-        got = np.load(tmp_path / f"{name}_y.npy")
-        err = float(np.abs(got - want).max())
-        assert err <= TOLERANCE[name.split("_")[0]], f"{name}: max error {err:.3g}"
+    for name, (want, want2) in expected.items():
+        tol = TOLERANCE[name.split("_")[0]]
+        for tag in ("default", "builtin"):
+            first, second, again = (np.load(tmp_path / f"{name}_y.{tag}.{k}.npy") for k in range(3))
+            err = float(np.abs(first - want).max())
+            assert err <= tol, f"{name} ({tag}): max error {err:.3g}"
+            err2 = float(np.abs(second - want2).max())
+            assert err2 <= tol, f"{name} ({tag}), reused interpreter: max error {err2:.3g}"
+            # the file carries no state: the reused interpreter repeats its first answer
+            np.testing.assert_array_equal(again, first, err_msg=f"{name} ({tag})")

@@ -178,7 +178,8 @@ def segfaulting_tflite(path: Path) -> Path:
 
     weights = LSTMWeights.random(LSTMSpec(3, 4), seed=0)
     model = load_model(to_tflite(weights))
-    op = model.subgraphs[0].operators[0]
+    codes = model.operatorCodes
+    op = next(o for o in model.subgraphs[0].operators if codes[o.opcodeIndex].builtinCode == 44)
     inputs = list(op.inputs)
     inputs[role("input_gate_bias").index] = -1
     op.inputs = inputs

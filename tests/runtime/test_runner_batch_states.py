@@ -12,7 +12,7 @@ from edgelstm import DenseHead, LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights, ref
 from edgelstm.cli.main import main
 from edgelstm.errors import InputDataError, UnsupportedError
 from edgelstm.importers.npz import save_npz
-from edgelstm.ir.options import CompileOptions, OnnxOptions
+from edgelstm.ir.options import CompileOptions, OnnxOptions, UnfusedOptions
 from edgelstm.runtime.select import InterpreterRunner, open_runner
 from edgelstm.targets.onnx import save_onnx
 
@@ -79,6 +79,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
     (root / "unfused.tflite").write_bytes(to_tflite_unfused(_model(), CompileOptions(batch=None)))
     out["unfused"] = root / "unfused.tflite"
+    stream = CompileOptions(batch=None, unfused=UnfusedOptions(state_inputs=True))
+    (root / "streaming_unfused.tflite").write_bytes(to_tflite_unfused(_model(), stream))
+    out["streaming_unfused"] = root / "streaming_unfused.tflite"
     streaming = CompileOptions(batch=None, onnx=OnnxOptions(state_inputs=True))
     save_onnx(_model(), root / "streaming.onnx", streaming)
     out["streaming_onnx"] = root / "streaming.onnx"
@@ -111,7 +114,7 @@ def test_initial_state_simple_form_and_final_states(files, kind):
     model = _model()
     states = _states(model, BATCH)
     want = reference_model(model, _x(), states)
-    path = files["streaming_onnx" if kind == "onnx" else kind]
+    path = files[f"streaming_{kind}" if kind in ("onnx", "unfused") else kind]
     out = open_runner(path).run(_x(), initial_state=states[0][0])
     tol = TOLERANCE[kind]
     assert np.abs(out[0] - want.output).max() <= tol
@@ -158,6 +161,10 @@ def test_initial_state_errors_name_the_way_out(files, tmp_path):
         open_runner(files["float"]).run(_x(), initial_state=(h[0], c[0]))
     with pytest.raises(InputDataError, match="state_inputs=True"):
         open_runner(files["onnx"]).run(_x(), initial_state=(h, c))  # a stateless ONNX file
+    with pytest.raises(InputDataError, match=r"UnfusedOptions\(state_inputs=True\)"):
+        open_runner(files["unfused"]).run(_x(), initial_state=(h, c))  # stateless unfused
+    with pytest.raises(UnsupportedError, match=r"UnfusedOptions\(state_inputs=True\)"):
+        open_runner(files["unfused"]).impl.invoke_chunk(_x())
     plain = open_runner(files["float"], "tflite-runtime") if _has_tflite_runtime() else None
     if plain is not None:
         with pytest.raises(UnsupportedError, match="litert"):

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgelstm._io import progress
 from edgelstm.errors import EdgeLSTMError, InputDataError
-from edgelstm.measure.bench import BenchResult, bench, progress
+from edgelstm.measure.bench import BenchResult, bench
 from edgelstm.measure.verify import VerifyResult, verify
 
 DEFAULT_MAX_ERROR = 1e-3

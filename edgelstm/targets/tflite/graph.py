@@ -19,10 +19,14 @@ give a resizable dimension (shape 1, shape_signature -1). The signature ``servin
 lists inputs/outputs in this order: ``output``, then ``state_h``/``state_c`` (suffixed
 ``_forward``/``_backward`` for a bidirectional last layer).
 
-State tensors are named ``layer{k}/{forward|backward}/output_state`` and ``.../cell_state``:
-set an initial state with ``interpreter.set_tensor(index_of(name), value)`` after
-``reset_all_variables()`` and before ``invoke()``; without a reset they carry the state of
-the previous invoke (streaming). :class:`edgelstm.runtime.LiteRTRunner` does this for you.
+State tensors are named ``layer{k}/{forward|backward}/output_state`` and ``.../cell_state``.
+A non-stateful model's file writes them before each LSTM op from two never-written
+variables (``{state}/initial`` + ``{state}/zero``), so every invoke starts from the same
+state on a reused interpreter; set an initial state with
+``interpreter.set_tensor(index_of(state + "/initial"), value)``. A stateful model's file
+(``stateful=True``, streaming) has no such ops: its states carry over from one invoke to
+the next until ``reset_all_variables()``. :class:`edgelstm.runtime.LiteRTRunner` handles
+both (and carries state across ``invoke_chunk`` calls either way).
 
 :class:`GraphEmitter` builds that structure; a subclass says which tensors the LSTM ops
 and the head get (:mod:`.fused`: float or hybrid; :mod:`.int8`: full integer).
@@ -168,6 +172,7 @@ class GraphEmitter:
                 prefix=direction_prefix(k, v.d),
                 batch=self.batch,
                 time_major=self.time_major,
+                reset_state=not self.model.stateful,
             )
             raws.append((v, r.output))
             states.append((v.name, r.output_state, r.cell_state))

@@ -48,6 +48,10 @@ from edgelstm.targets.tflite.schema import (
 )
 
 FLOAT_OP_VERSION = 1
+ADD_VERSIONS = {"float32": 1, "int8": 2, "int16": 1}
+"""ADD's version by dtype (TFLite op_version.cc: int8 2; int16 with pot_scale_int16 1)."""
+RESET_SUFFIXES = ("initial", "zero")
+"""Names of the two variables a reset ADD reads: ``{state}/initial`` and ``{state}/zero``."""
 
 
 @dataclass(frozen=True)
@@ -126,14 +130,19 @@ def add_lstm_op(
     prefix: str,
     batch: int | None,
     time_major: bool,
+    reset_state: bool = False,
 ) -> LSTMOpResult:
     """Add one fused LSTM reading tensor ``x`` ([B,T,I], or [T,B,I] if ``time_major``).
 
     ``batch`` None makes the state tensors resizable (shape [1, n], signature [-1, n]).
+    ``reset_state`` (every non-stateful model) writes each state before the op with
+    :func:`_add_state_reset`, so every invoke starts from the same state.
     """
     activation = check_activation(spec)
     _check_names(spec, tensors, prefix)
-    inputs, states = _add_inputs(g, x, spec, tensors, prefix=prefix, batch=batch)
+    inputs, states = _add_inputs(
+        g, x, spec, tensors, prefix=prefix, batch=batch, reset_state=reset_state
+    )
     in_shape = g.tensor_shape(x)
     in_sig = g.tensor_signature(x)
     out = tensors.output
@@ -187,6 +196,7 @@ def _add_inputs(
     *,
     prefix: str,
     batch: int | None,
+    reset_state: bool,
 ) -> tuple[list[int], dict[str, int]]:
     """The op's input tensor indices in role order (-1 for absent ones), and the states'."""
     inputs: list[int] = []
@@ -197,6 +207,8 @@ def _add_inputs(
         elif r.kind == "state":
             desc = tensors.output_state if r.name == "output_state" else tensors.cell_state
             states[r.name] = _add_state(g, r, spec, desc, prefix=prefix, batch=batch)
+            if reset_state:
+                _add_state_reset(g, states[r.name], f"{prefix}/{r.name}", desc)
             inputs.append(states[r.name])
         elif r.name in tensors.weights:
             inputs.append(_add_weight(g, r, spec, tensors.weights[r.name], prefix))
@@ -228,6 +240,44 @@ def _add_state(
         quantization=desc.quantization,
         is_variable=True,
         shape_signature=[-1 if batch is None else batch, width],
+    )
+
+
+def _add_state_reset(g: GraphBuilder, state: int, name: str, desc: TensorDesc) -> None:
+    """``state = ADD(initial, zero)`` before the LSTM op: a file that forgets nothing.
+
+    The fused kernel keeps h and c in variable tensors that persist across invokes, so a
+    reused interpreter would start each sample from the previous sample's final state.
+    ``initial`` and ``zero`` are two more variable tensors like ``state`` (same shape,
+    dtype, quantization; no data): interpreters create variables zeroed (at the zero point)
+    and nothing in the graph writes them, so the ADD writes a zero state on every invoke.
+    A runner sets an initial state, or carries state from one invoke to the next, by
+    writing ``initial``; ``x + 0`` is exact in float and in the integer ADD kernels at equal
+    scales. Why this form (measured on LiteRT with and without XNNPACK, tf.lite,
+    tflite-runtime 2.14, TFLite Micro): a zeroing op whose inputs are all constants is
+    constant-folded at load time (the state then becomes read-only), and an op reading an
+    ordinary intermediate tensor may share that tensor's buffer with its variable output,
+    which then gets no memory; variables are never shared, constants never folded here.
+    """
+    shape, sig = g.tensor_shape(state), g.tensor_signature(state)
+    extra = [
+        g.add_tensor(
+            f"{name}/{suffix}",
+            shape,
+            desc.dtype,
+            quantization=desc.quantization,
+            is_variable=True,
+            shape_signature=sig,
+        )
+        for suffix in RESET_SUFFIXES
+    ]
+    g.add_operator(
+        BuiltinOperator.ADD,
+        extra,
+        [state],
+        BuiltinOptions.AddOptions,
+        schema.AddOptionsT(),
+        version=ADD_VERSIONS[desc.dtype],
     )
 
 

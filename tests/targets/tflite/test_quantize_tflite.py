@@ -313,9 +313,9 @@ def test_chunks_equal_one_invoke_and_initial_state():
     h0, c0 = p.output.dequantize(h8), p.cell_state.dequantize(c16)
     it = runner.interpreter
     it.reset_all_variables()
-    (hi, ci) = runner.states[0]
-    it.set_tensor(hi, h8)
-    it.set_tensor(ci, c16)
+    (hi, ci) = runner.states[0]  # the file resets them: set the initial variables instead
+    it.set_tensor(runner.resets[hi][0], h8)
+    it.set_tensor(runner.resets[ci][0], c16)
     nxt = xt[:2, :10].astype(np.float32)
     it.set_tensor(runner._input["index"], nxt)
     it.invoke()

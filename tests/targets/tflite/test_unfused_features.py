@@ -24,8 +24,10 @@ TOL = 1e-5
 
 
 def unfused_error(model, x, options, states=None, **schedule) -> float:
-    """Max abs error of the unfused file (output and any returned states) vs the reference."""
-    scheduled = replace(options, unfused=UnfusedOptions(**schedule))
+    """Max abs error of the unfused file (output and any returned states) vs the reference;
+    initial ``states`` need the streaming form (state inputs)."""
+    unfused = UnfusedOptions(**schedule, state_inputs=states is not None)
+    scheduled = replace(options, unfused=unfused)
     return compare(model, x, scheduled, states, build=to_tflite_unfused)
 
 

@@ -103,7 +103,7 @@ def test_streaming_in_chunks_equals_one_pass(schedule):
     model = MODELS["stacked_unidirectional"]
     rng = seeded("unfused-stream")
     x = rng.normal(size=(1, 12, 4)).astype(np.float32)
-    options = CompileOptions(seq_len=4, unfused=UnfusedOptions(**schedule))
+    options = CompileOptions(seq_len=4, unfused=UnfusedOptions(**schedule, state_inputs=True))
     runner = LiteRTRunner(to_tflite_unfused(model, options))
     chunks = [runner.run(x[:, :4])[0]] + [runner.invoke_chunk(x[:, k : k + 4])[0] for k in (4, 8)]
     full = reference_model(model, x)
@@ -119,7 +119,8 @@ def test_streaming_in_chunks_equals_one_pass(schedule):
 
 def test_state_interface_and_metadata():
     model = MODELS["bidirectional"]
-    data = to_tflite_unfused(model, CompileOptions(batch=1, seq_len=5))
+    streaming = UnfusedOptions(state_inputs=True)
+    data = to_tflite_unfused(model, CompileOptions(batch=1, seq_len=5, unfused=streaming))
     m = load_model(data)
     main = m.subgraphs[0]
     sig = m.signatureDefs[0]

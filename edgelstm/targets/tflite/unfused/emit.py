@@ -16,14 +16,19 @@ Quantization (``options.quantize``): "none" float32; "dynamic" int8 per-channel 
 with float activations (XNNPACK's dynamic-range FC); "int8" static int8 matrix products
 with calibrated activation ranges and float gate math (see :mod:`.cell`).
 
-Graph interface (signature ``serving_default``): inputs ``input`` ([B, T, I], or [T, B, I]
-when time-major) then, per layer k and direction, ``layer{k}/{forward|backward}/initial_h``
-[B, P] and ``.../initial_c`` [B, N] (TFLite has no optional inputs: feed zeros for a zero
-state; :class:`edgelstm.runtime.LiteRTRunner` does). Outputs: ``output``, then (with
+Graph interface (signature ``serving_default``): input ``input`` ([B, T, I], or [T, B, I]
+when time-major). A non-stateful model starts from a zero state built in the graph (a
+constant, or FILL with the input's batch when the batch is dynamic), so the file takes only
+``input`` and a reused interpreter gives the same answer on every invoke. The streaming form
+(``UnfusedOptions(state_inputs=True)``, implied by a stateful model) adds, per layer k and
+direction, inputs ``layer{k}/{forward|backward}/initial_h`` [B, P] and ``.../initial_c``
+[B, N] (TFLite has no optional inputs: the caller sets them on every invoke;
+:class:`edgelstm.runtime.LiteRTRunner` does). Outputs: ``output``, then (with
 ``return_state``) ``state_h``/``state_c`` of the last layer like the fused graph, then the
 other final states ``layer{k}/{dir}/final_h`` / ``final_c``; feeding finals back as initial
 states streams a long sequence in chunks. The metadata entry ``edgelstm`` (same format as
-the fused graph's) adds ``lowering`` and ``state_io`` (which signature names carry state).
+the fused graph's) adds ``lowering`` and ``state_io`` (streaming form: which signature names
+carry state) or ``final_states`` (stateless form: which outputs are final states).
 """
 
 from __future__ import annotations
@@ -131,6 +136,14 @@ class _Lowering:
         self.segment = segment
         self.mode = options.quantize
         self.state_io: list[dict] = []
+        self.micro = options.target == "tflm"
+        """TFLite Micro profile: int8 I/O, zero initial states as constants (TFLM feeds only
+        the sequence), no extra final-state outputs."""
+        self.out_quant: list = []
+        self.streaming = not self.micro and (options.unfused.state_inputs or model.stateful)
+        """Initial states are graph inputs (``UnfusedOptions.state_inputs`` or a stateful
+        model); otherwise zeros built in the graph and the file takes only ``input``."""
+        self._batch_dim: int | None = None
 
     def input_projection(self, k: int, seq: int, params: list) -> int:
         ops, mode = self.ops, self.mode
@@ -147,19 +160,36 @@ class _Lowering:
         q_in, q_out = self.statics[("input", k)], self.statics[("xw", k)]
         b = product_bias(bias, q_in.scale[0], qm.params)
         bt = ops.const(f"layer{k}/bias", b.data, "int32", quantization(b.params))
-        xq = ops.quantize(seq, q_in)
+        xq = seq if self.micro and k == 0 else ops.quantize(seq, q_in)  # int8 input
         y = ops.fc(xq, wt, bt, units, keep_dims=True, out_dtype="int8", quant=q_out)
-        return ops.dequantize(y)
+        # TFLM: the loop carries xw as int8 (its WHILE copies loop tensors into each
+        # subgraph: 4x less arena); each step dequantizes its slice
+        return y if self.micro else ops.dequantize(y)
 
-    def initial_state(self, k: int, d: int, which: str, width: int) -> int:
+    def initial_state(self, x: int, k: int, d: int, which: str, width: int) -> int:
+        """A state input (streaming form) or an in-graph zero state: a constant for a fixed
+        batch, else FILL with the batch of the input ``x`` (never a variable tensor, and
+        nothing an app must set: a reused interpreter cannot read a stale state)."""
         name = f"layer{k}/{DIRECTION_NAMES[d]}/initial_{which}"
-        t = self.ops.tensor(name, [self.batch, width])
-        self.g.add_input(name, t)
-        return t
+        if self.streaming:
+            t = self.ops.tensor(name, [self.batch, width])
+            self.g.add_input(name, t)
+            return t
+        if self.batch > 0:
+            return self.ops.const(name, np.zeros((self.batch, width), np.float32))
+        if self._batch_dim is None:
+            axis = 1 if self.time_major else 0
+            self._batch_dim = self.ops.slice(self.ops.shape_of(x), [axis], [1], [1])
+        dims = self.ops.concat([self._batch_dim, self.ops.ints([width])], 0, "int32")
+        return self.ops.zeros(dims, [self.batch, width])
 
     def build(self) -> bytes:
         model, ops = self.model, self.ops
-        x = ops.tensor("input", self._layout([self.batch, self.steps or -1, model.n_input]))
+        shape = self._layout([self.batch, self.steps or -1, model.n_input])
+        if self.micro:
+            x = ops.tensor("input", shape, "int8", self.statics[("input", 0)])
+        else:
+            x = ops.tensor("input", shape)
         self.g.add_input("input", x)
         seq = ops.transpose(x, [1, 0, 2]) if self.time_major else x
         rank, finals = 3, []
@@ -170,8 +200,8 @@ class _Lowering:
             _, _, offsets = stacked_input_weights(params)
             dirs = []
             for v, p in zip(visit.directions, params, strict=True):
-                h0 = self.initial_state(k, v.d, "h", p.spec.n_output)
-                c0 = self.initial_state(k, v.d, "c", p.spec.n_cell)
+                h0 = self.initial_state(x, k, v.d, "h", p.spec.n_output)
+                c0 = self.initial_state(x, k, v.d, "c", p.spec.n_cell)
                 dirs.append(
                     Direction(
                         name=f"layer{k}/{v.name}",
@@ -224,7 +254,14 @@ class _Lowering:
                 suffix = f"_{DIRECTION_NAMES[d]}" if bidi else ""
                 outputs += [(f"state_h{suffix}", r.h), (f"state_c{suffix}", r.c)]
                 exposed.add((len(finals) - 1, d))
+        if self.micro:
+            outputs = [
+                (name, self.ops.quantize(t, q))
+                for (name, t), q in zip(outputs, self.out_quant, strict=True)
+            ]
         for k, results in enumerate(finals):
+            if self.micro:
+                break
             for d, r in enumerate(results):
                 prefix = f"layer{k}/{DIRECTION_NAMES[d]}"
                 if (k, d) in exposed:
@@ -233,16 +270,10 @@ class _Lowering:
                 else:
                     fh, fc = f"{prefix}/final_h", f"{prefix}/final_c"
                     outputs += [(fh, r.h), (fc, r.c)]
-                self.state_io.append(
-                    {
-                        "layer": k,
-                        "direction": d,
-                        "initial_h": f"{prefix}/initial_h",
-                        "initial_c": f"{prefix}/initial_c",
-                        "final_h": fh,
-                        "final_c": fc,
-                    }
-                )
+                entry = {"layer": k, "direction": d, "final_h": fh, "final_c": fc}
+                if self.streaming:
+                    entry.update(initial_h=f"{prefix}/initial_h", initial_c=f"{prefix}/initial_c")
+                self.state_io.append(entry)
         for name, tensor in outputs:
             self.g.add_output(name, tensor)
         meta = build_metadata(
@@ -255,7 +286,9 @@ class _Lowering:
             "segment": self.segment,
             "quantize": self.mode,
         }
-        meta["state_io"] = self.state_io
+        # state_io: the streaming form's state inputs and outputs; final_states: a
+        # stateless file's final states (outputs only, the initial state is in the graph)
+        meta["state_io" if self.streaming else "final_states"] = self.state_io
         self.g.add_metadata(METADATA_NAME, encode_metadata(meta))
         return self.g.finish()
 
@@ -273,6 +306,10 @@ def to_tflite_unfused(
     """
     model = LSTMModel.of(model)
     options = options if options is not None else CompileOptions()
+    if options.target == "tflm" and (options.quantize != "int8" or options.batch is None):
+        raise UnsupportedError(
+            "tflite-unfused", "the tflm profile needs quantize='int8' and a fixed batch"
+        )
     chosen = options.unfused
     schedule, chunk, segment = chosen.schedule, chosen.chunk, chosen.segment
     steps = options.seq_len
@@ -305,7 +342,12 @@ def to_tflite_unfused(
         from edgelstm.targets.tflite.unfused.ranges import static_params
 
         statics = static_params(model, options)
-    return _Lowering(model, options, schedule, chunk, statics, segment).build()
+    lowering = _Lowering(model, options, schedule, chunk, statics, segment)
+    if lowering.micro:
+        from edgelstm.targets.tflite.unfused.ranges import output_params
+
+        lowering.out_quant = output_params(model, options)
+    return lowering.build()
 
 
 __all__ = ["SCHEDULES", "StaticQuant", "choose_schedule", "to_tflite_unfused", "while_plan"]

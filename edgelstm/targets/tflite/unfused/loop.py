@@ -71,13 +71,18 @@ def _columns(ops: Ops, xw: int, d: Direction) -> int:
     return ops.slice(xw, [0, 0, d.offset], [-1, -1, width], shape[:-1] + [width])
 
 
+def _floats(ops: Ops, xs: list[int]) -> list[int]:
+    """Step inputs as float32 (the TFLM profile carries the hoisted GEMM output as int8)."""
+    return [ops.dequantize(x) if ops.dtype.get(x) == "int8" else x for x in xs]
+
+
 def unrolled(
     ops: Ops, xw: int, dirs: list[Direction], steps: int, mode: str, keep: bool
 ) -> list[Result]:
     """All T steps in the current graph (T fixed)."""
     results = []
     for d in dirs:
-        xs = ops.unpack(_columns(ops, xw, d), axis=1)
+        xs = _floats(ops, ops.unpack(_columns(ops, xw, d), axis=1))
         cell = Cell(ops, d.params, mode, d.static, hint=d.name)
         h, c, hs = d.h0, d.c0, []
         for t in range(steps - 1, -1, -1) if d.reverse else range(steps):
@@ -132,7 +137,10 @@ def while_loop(
     # loop vars: counter, limit, steps, base, xw, (h, c) per direction, buffers
     first = [ops.ints([0]), total, total, ops.ints([0]), xw]
     states0 = [t for d in dirs for t in (d.h0, d.c0)]
-    kinds = [(ops.shape(t), ops.dtype.get(t, "float32")) for t in first + states0 + buffers0]
+    kinds = [  # shape, dtype, quantization (an int8 xw keeps its scale in every subgraph)
+        (ops.shape(t), ops.dtype.get(t, "float32"), ops.quant.get(t))
+        for t in first + states0 + buffers0
+    ]
     cond_index, body_index = _loop_subgraphs(g, scope, kinds, dirs, chunk, mode, keep)
 
     opts = schema.WhileOptionsT()
@@ -148,7 +156,7 @@ def while_loop(
         init = list(first)
         if end is not None:
             init[0], init[1], init[3] = ops.ints([base]), ops.ints([end]), ops.ints([base])
-        results = [ops.tensor("while", s, dt) for s, dt in kinds]
+        results = [ops.tensor("while", s, dt, q) for s, dt, q in kinds]
         g.add_operator(
             BuiltinOperator.WHILE, init + states + buffers0, results, BuiltinOptions.WhileOptions,
             opts,
@@ -178,14 +186,14 @@ def _loop_subgraphs(
     """The cond (counter < limit) and body subgraphs; returns their indices."""
     cond_index, cg = g.add_subgraph(f"{scope}/cond")
     cops = Ops(cg, f"{scope}/cond")
-    cin = [cops.tensor("arg", s, dt) for s, dt in kinds]
+    cin = [cops.tensor("arg", s, dt, q) for s, dt, q in kinds]
     for k, t in enumerate(cin):
         cg.add_input(f"arg{k}", t)
     cg.add_output("continue", cops.binary("less", cin[0], cin[1]))
 
     body_index, bg = g.add_subgraph(f"{scope}/body")
     bops = Ops(bg, f"{scope}/body")
-    args = [bops.tensor("arg", s, dt) for s, dt in kinds]
+    args = [bops.tensor("arg", s, dt, q) for s, dt, q in kinds]
     for k, t in enumerate(args):
         bg.add_input(f"arg{k}", t)
     counter, limit, steps, base, b_xw = args[:5]
@@ -207,6 +215,7 @@ def _loop_subgraphs(
         )
         block = bops.slice(b_xw, begin, [-1, chunk, width], [kinds[4][0][0], chunk, width])
         xs = bops.unpack(block, axis=1) if chunk > 1 else [bops.reshape(block, [-1, width])]
+        xs = _floats(bops, xs)
         cell = Cell(bops, d.params, mode, d.static, hint=d.name.split("/")[-1])
         h, c, hs = states[2 * j], states[2 * j + 1], []
         for k in range(chunk - 1, -1, -1) if d.reverse else range(chunk):

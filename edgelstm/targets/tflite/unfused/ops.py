@@ -245,6 +245,10 @@ class Ops:
 
     # -- shapes ----------------------------------------------------------------------------
     def reshape(self, x: int, shape: Sequence[int]) -> int:
+        known = self.shape(x)
+        if -1 in shape and min(known) > 0:  # a static input: the output is static too
+            rest = int(np.prod([d for d in shape if d != -1]))
+            shape = [int(np.prod(known)) // rest if d == -1 else d for d in shape]
         opts = schema.ReshapeOptionsT()
         opts.newShape = [int(d) for d in shape]
         dtype = self.dtype.get(x, "float32")
@@ -317,7 +321,7 @@ class Ops:
         shape = [self.shape(x)[p] for p in perm]
         return self.op(
             Op.TRANSPOSE, [x, self.ints(perm)], shape, "transpose", Opt.TransposeOptions,
-            schema.TransposeOptionsT(),
+            schema.TransposeOptionsT(), dtype=self.dtype.get(x, "float32"), quant=self._quant(x),
         )  # fmt: skip
 
     def mean(self, x: int, axis: int) -> int:

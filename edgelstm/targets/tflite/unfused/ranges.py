@@ -100,3 +100,18 @@ def static_params(model: LSTMModel, options: CompileOptions) -> dict:
                 h=_int8(s.observers["h"]), rh=_int8(s.observers["rh"]), m=m, proj=proj
             )
     return out
+
+
+def output_params(model: LSTMModel, options: CompileOptions) -> list[Quantization]:
+    """int8 params of the graph outputs (``output``, then with ``return_state`` the last
+    layer's h/c per direction), from their float64 reference range on the calibration data:
+    the int8 I/O of the TFLite Micro profile."""
+    from edgelstm.reference import reference_model
+
+    xs = calibration_data(model, options)
+    ref = reference_model(model, np.swapaxes(xs, 0, 1) if model.time_major else xs)
+    values = [ref.output]
+    if model.return_state:
+        for h, c in ref.states[-1]:
+            values += [h, c]
+    return [quantization(asymmetric_int8(float(v.min()), float(v.max()))) for v in values]
