@@ -116,23 +116,27 @@ def reference(
     initial_state: State | None = None,
     time_major: bool = False,
     observer: StepObserver | None = None,
+    dtype: type[np.floating] = np.float64,
 ) -> tuple[np.ndarray, State]:
     """Run one LSTM direction in float64.
 
     ``x`` is [B, T, I] ([T, B, I] if ``time_major``); ``initial_state`` is (h [B, P], c [B, N]),
     zeros when omitted. Returns (outputs in the layout of ``x``, (h, c) after the last step).
     ``observer`` (optional) is shown every intermediate value (see :class:`StepObserver`).
+    ``dtype``: float64 is the oracle; calibration passes float32 (its ranges do not need
+    float64, and float32 matrix products are 2-4x faster on half the memory).
     """
     spec = weights.spec
-    xs = _as_sequence(x, spec.n_input, time_major)
+    xs = _as_sequence(x, spec.n_input, time_major).astype(dtype, copy=False)
     batch, steps, _ = xs.shape
-    h, c = _initial_state(weights, batch, initial_state)
-    w = {k: v.astype(np.float64) for k, v in weights.tensors.items()}
+    h, c = (s.astype(dtype, copy=False) for s in _initial_state(weights, batch, initial_state))
+    w = {k: v.astype(dtype) for k, v in weights.tensors.items()}
     act = ACTIVATION_FUNCTIONS[spec.activation]
     gates = ("forget", "cell", "output") if spec.cifg else ("input", "forget", "cell", "output")
     # Input contributions for all steps at once: [B, T, N] per gate.
-    xw = {g: xs @ w[name_of("weight", g)].T for g in gates}
-    out = np.empty((batch, steps, spec.n_output))
+    flat = xs.reshape(batch * steps, -1)  # one 2-D product: far faster than a 3-D matmul
+    xw = {g: (flat @ w[name_of("weight", g)].T).reshape(batch, steps, -1) for g in gates}
+    out = np.empty((batch, steps, spec.n_output), dtype=dtype)
 
     def pre(g: str, t: int, cell: np.ndarray) -> np.ndarray:
         z = xw[g][:, t] + h @ w[name_of("recurrent", g)].T
@@ -187,11 +191,13 @@ def reference_model(
     x: np.ndarray,
     initial_states: Sequence[Sequence[State | None]] | None = None,
     observer: ModelObserver | None = None,
+    dtype: type[np.floating] = np.float64,
 ) -> ModelOutput:
     """Run a whole :class:`LSTMModel` (stacked, bidirectional, go_backwards, head) in float64.
 
     ``x`` follows ``model.time_major``. ``initial_states[layer][direction]`` may give (h, c).
     ``observer`` (optional) gets a :class:`StepObserver` per direction and the head's logits.
+    ``dtype``: see :func:`reference` (float64 unless only ranges are wanted).
     """
     model = LSTMModel.of(model)
     seq = _as_sequence(x, model.n_input, model.time_major)  # [B, T, I]
@@ -210,7 +216,7 @@ def reference_model(
             inp = seq[:, ::-1] if v.runs_reversed else seq
             watch = observer.direction(v.k, v.d) if observer is not None else None
             y, state = reference(
-                v.weights, inp, given[v.d] if v.d < len(given) else None, False, watch
+                v.weights, inp, given[v.d] if v.d < len(given) else None, False, watch, dtype
             )
             if v.realigns:  # outputs back in input-time order
                 y = y[:, ::-1]
@@ -221,7 +227,7 @@ def reference_model(
     if not model.return_sequences:  # each direction's final output (= its final h)
         seq = np.concatenate([h for h, _ in states[-1]], axis=-1)
     if model.head is not None:
-        seq = seq @ model.head.kernel.astype(np.float64).T + model.head.bias
+        seq = seq @ model.head.kernel.astype(dtype).T + model.head.bias.astype(dtype)
         if observer is not None:
             observer.head_logits(seq)
         if model.head.activation == "softmax":

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Run edgelstm's fuzz properties for a long time (the CI suite runs each one briefly).
 
-The properties are the ones of ``tests/test_fuzz_compile.py`` and ``tests/test_fuzz_files.py``
-(their ``PROPERTIES`` lists): random specs/weights/options compiled and run on onnxruntime and
-LiteRT against the float64 reference, and corrupted / adversarially edited .npz, .onnx and
-.tflite files given to the readers, ``inspect`` and ``edgelstm compile``. Here they run with
-fresh random seeds, round-robin, until the time budget is spent. Failures are shrunk and
+The properties are the ones of ``tests/robustness/test_fuzz_compile.py``, ``test_fuzz_files.py``
+and ``test_fuzz_onnx_intake.py`` (their ``PROPERTIES`` lists): random specs/weights/options
+compiled and run on onnxruntime and LiteRT against the float64 reference; corrupted /
+adversarially edited .npz, .onnx and .tflite files given to the readers, ``inspect`` and
+``edgelstm compile``; mutated exporter-style ONNX graphs given to the LSTM intake
+(``find_lstms``, ``from_onnx(lstm=)``, ``inspect``). Here they run with fresh random seeds,
+round-robin, until the time budget is spent. Failures are shrunk and
 printed with a ``@reproduce_failure`` blob; the exit code is 1 if any property failed.
 
     .venv/bin/python tools/fuzz_long.py --budget 3600            # an hour, every property
@@ -29,14 +31,15 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 TESTS = Path(__file__).resolve().parents[1] / "tests"
+SUITES = ("test_fuzz_compile", "test_fuzz_files", "test_fuzz_onnx_intake")  # tests/robustness/
 
 
 def _properties() -> list[tuple[Any, Any]]:
-    sys.path.insert(0, str(TESTS))
-    import test_fuzz_compile
-    import test_fuzz_files
+    import importlib
 
-    return [(m, p) for m in (test_fuzz_compile, test_fuzz_files) for p in m.PROPERTIES]
+    sys.path[:0] = [str(TESTS), str(TESTS / "robustness")]  # _fuzz and the suites
+    modules = [importlib.import_module(name) for name in SUITES]
+    return [(m, p) for m in modules for p in m.PROPERTIES]
 
 
 def _counted(check: Any, counter: collections.Counter, name: str) -> Any:

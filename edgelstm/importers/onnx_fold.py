@@ -54,6 +54,7 @@ class Scope:
         self.inputs = {i.name: i for i in graph.input if i.name not in self.inits}
         self.defaulted = {i.name for i in graph.input if i.name in self.inits}
         self._np = numpy_helper
+        self._zeros: dict[str, Resolved | None] = {}
         for node in graph.node:
             self.producer.update((o, node) for o in node.output if o)
 
@@ -152,6 +153,13 @@ class Scope:
 
     def _zero(self, name: str, depth: int) -> Resolved | None:
         """A structural proof that ``name`` is all zeros for any input shape, or None."""
+        if name in self._zeros:  # memo: Concat fan-in is not re-walked; a cycle gives None
+            return self._zeros[name]
+        self._zeros[name] = None
+        self._zeros[name] = self._zero_walk(name, depth)
+        return self._zeros[name]
+
+    def _zero_walk(self, name: str, depth: int) -> Resolved | None:
         node = self.producer.get(name)
         if depth > 64 or (node is None and name not in self.inits):
             return None
@@ -214,6 +222,8 @@ class Scope:
         """A graph input reached through slicing steps (a per-layer slice of a state)."""
         steps: list[Any] = []
         while name in self.producer and self.producer[name].op_type in _SLICING:
+            if any(step is self.producer[name] for step in steps):  # a cycle: not an input
+                return None
             steps.append(self.producer[name])
             name = self.producer[name].input[0] if self.producer[name].input else ""
         if steps and name in self.inputs:

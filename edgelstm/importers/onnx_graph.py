@@ -158,7 +158,11 @@ class Graph:
     def source(self, name: str) -> tuple[Any, int, list[Any]]:
         """Follow ``name`` back through glue: (producer or None for an input, index, glue)."""
         glue: list[Any] = []
+        seen: set[str] = set()
         while name not in self.inputs:
+            if name in seen:  # a cyclic graph would loop (and grow ``glue``) forever
+                raise ModelFileError(f"{self.where}: tensor {name!r} depends on itself (a cycle)")
+            seen.add(name)
             if name not in self.producer:
                 self.const(name, "tensor")  # raises the precise reason when undefined
                 raise UnsupportedError(TARGET, f"tensor {name!r} is a constant, not data")

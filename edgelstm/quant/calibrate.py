@@ -103,7 +103,8 @@ class DirectionStats:
                 obs.update(p)
             self._count_saturated(gate, value)
         else:
-            self._count_saturated(gate, *(p + self._bias[gate] for p in partials))
+            bias = self._bias[gate].astype(value.dtype, copy=False)
+            self._count_saturated(gate, *(p + bias for p in partials))
 
     def cell(self, c: np.ndarray) -> None:
         self.observer("cell").update(c)
@@ -155,6 +156,9 @@ class Calibration:
     sequences: int = 0
     head: Observer = field(default_factory=Observer)
     """The dense head's pre-activation output (logits), when the model has a head."""
+    dtype: type[np.floating] = np.float64
+    """The reference's arithmetic: :func:`calibrate` uses float32 (ranges need no float64);
+    :func:`calibrate_products` float64 (its ranges must match the lowering's products)."""
 
     def direction(self, layer: int = 0, direction: int = 0) -> DirectionStats:
         return self.stats[layer][direction]
@@ -165,7 +169,7 @@ class Calibration:
     def observe(self, xs: np.ndarray) -> None:
         """One batch-major [B, T, I] batch through the whole model."""
         x = xs.transpose(1, 0, 2) if self.model.time_major else xs
-        reference_model(self.model, x, observer=self)
+        reference_model(self.model, x, observer=self, dtype=self.dtype)
         self.sequences += xs.shape[0]
 
 
@@ -186,7 +190,7 @@ def calibrate(
     """
     model = LSTMModel.of(model)
     stats = tuple(tuple(DirectionStats(d) for d in layer.directions) for layer in model.layers)
-    calib = Calibration(model, stats)
+    calib = Calibration(model, stats, dtype=np.float32)
     batches: Iterator[np.ndarray] = as_batches(data, model.n_input, batch_size)
     total = None
     if isinstance(data, np.ndarray) and data.ndim == 3:

@@ -22,6 +22,8 @@ import numpy as np
 
 SAMPLE_CAP = 1 << 17
 PERCENTILE = 99.99
+UPDATE_CHUNK = 1 << 16
+"""Values keyed per round of :meth:`Observer.update` (the sample does not depend on it)."""
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Observer:
     _rng: np.random.Generator | None = field(default=None, repr=False)
 
     def update(self, values: np.ndarray) -> None:
-        v = np.asarray(values, dtype=np.float64).ravel()
+        v = np.asarray(values).ravel()  # any float dtype: no float64 copy of the whole batch
         if not v.size:
             return
         self.lo = min(self.lo, float(v.min()))
@@ -46,8 +48,20 @@ class Observer:
         self.count += v.size
         if self._rng is None:
             self._rng = np.random.default_rng(self.seed)
+        for start in range(0, v.size, UPDATE_CHUNK):  # bounded transients for big arrays
+            self._offer(v[start : start + UPDATE_CHUNK])
+
+    def _offer(self, v: np.ndarray) -> None:
+        """Bottom-k by key: once the sample is full, only keys below its largest can enter,
+        so the rest are dropped before any merge (the same sample as merging everything)."""
+        assert self._rng is not None
         keys = self._rng.random(v.size)
-        values_all = np.concatenate([self._values, v])
+        if self._values.size >= self.cap:
+            enter = keys < self._keys.max()
+            v, keys = v[enter], keys[enter]
+            if not v.size:
+                return
+        values_all = np.concatenate([self._values, v.astype(np.float64)])
         keys_all = np.concatenate([self._keys, keys])
         if values_all.size > self.cap:
             keep = np.argpartition(keys_all, self.cap)[: self.cap]

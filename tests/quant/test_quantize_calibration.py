@@ -100,13 +100,19 @@ def test_iterables_and_feature_check(rng):
 )
 def test_calibration_pass_is_the_reference(spec, rng):
     """Calibration observes reference() itself: its output range is the reference's, and a
-    reverse layer is seen in processing order (the observer cannot drift from the oracle)."""
+    reverse layer is seen in processing order (the observer cannot drift from the oracle).
+    Calibration runs the reference in float32 (ranges need no float64): exact against that,
+    and within float32 rounding of the float64 oracle."""
     w = LSTMWeights.random(spec, seed=3)
     x = rng.normal(size=(4, 9, 3)).astype(np.float32)  # calibration data is float32
     for layer in (LSTMLayer(w), LSTMLayer(w, reverse=True)):
         stats = calibrate(LSTMModel((layer,)), x).direction()
-        y = reference(w, x[:, ::-1] if layer.reverse else x)[0]
+        xs = x[:, ::-1] if layer.reverse else x
+        y = reference(w, xs, dtype=np.float32)[0]
         assert (stats.observers["output"].lo, stats.observers["output"].hi) == (y.min(), y.max())
+        y64 = reference(w, xs)[0]
+        assert stats.observers["output"].lo == pytest.approx(y64.min(), abs=1e-6)
+        assert stats.observers["output"].hi == pytest.approx(y64.max(), abs=1e-6)
         assert stats.steps == 4 * 9
 
 
