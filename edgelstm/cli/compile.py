@@ -20,6 +20,7 @@ EPILOG = """examples:
   edgelstm compile model.keras -o model.onnx --quantize dynamic
   edgelstm compile lstm.pt -o lstm.tflite --batch-first --prefix lstm. --head fc.
   edgelstm compile exported.onnx -o lstm.tflite --lstm /lstm/LSTM
+  edgelstm compile vad.onnx -o vad.tflite --lstm /decoder/rnn/LSTM --streaming
   edgelstm compile model.npz -o model.tflite --quantize int8 --calibration data.npy
   edgelstm compile model.keras -o best.tflite --optimize latency --max-error 1e-3
   edgelstm compile model.npz -o mcu.tflite --target tflm --seq-len 29 --calibration x.npy \
@@ -92,6 +93,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runs", type=positive_int, default=100, help="with --optimize: timed runs per variant"
+    )
+    p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="keep the LSTM state between invokes (a stateful model): a fused .tflite carries "
+        "it in its variables (no reset in the graph); .onnx and unfused files take initial "
+        "states as inputs and return the final ones. Default: every invoke starts from zero",
     )
     p.add_argument(
         "--overwrite",
@@ -250,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             "batch_first=True)",
             file=sys.stderr,
         )
+    model = _streaming(model, args.streaming, Path(args.source).name)
     options = CompileOptions(
         batch=args.batch or None,  # None (the default) or 0: dynamic
         seq_len=args.seq_len,
@@ -275,3 +284,23 @@ def run(args: argparse.Namespace) -> int:
     size = out.stat().st_size
     print(f"wrote {out} ({size:,} bytes): {model.describe()}, quantize={args.quantize}")
     return 0
+
+
+def _streaming(model, streaming: bool, source: str):
+    """``--streaming`` makes the model stateful; without it, say when the source's LSTM took
+    its state from graph inputs (a streaming ONNX graph) that the file now starts at zero."""
+    import dataclasses
+    import sys
+
+    if streaming:
+        return dataclasses.replace(model, stateful=True)
+    inputs = model.provenance.get("initial_state_inputs")
+    if inputs and not model.stateful:
+        print(
+            f"note: {source}: the LSTM reads its initial state from graph inputs "
+            f"({', '.join(map(str, inputs))}); the compiled file starts every invoke from "
+            "zero state (set one with Runner.run(x, initial_state=...)); pass --streaming "
+            "for a file that keeps its state between invokes",
+            file=sys.stderr,
+        )
+    return model
