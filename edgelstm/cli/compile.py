@@ -242,6 +242,11 @@ def run(args: argparse.Namespace) -> int:
 
         calibration = load_calibration(args.calibration)
     _refuse_overwriting_source(args.source, out, args.overwrite)
+    from edgelstm.cli.compile_whole import compile_whole
+
+    code = compile_whole(args, out, calibration)
+    if code is not None:
+        return code
     model = load_source(
         args.source,
         batch_first=args.batch_first,
