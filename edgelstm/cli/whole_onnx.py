@@ -1,13 +1,95 @@
-"""Placeholder: replaced by the whole-model converter for this source kind."""
+"""``edgelstm compile model.onnx -o out.onnx``: rewrite an exporter's graph whole.
+
+Every compilable LSTM node becomes edgelstm's exact lowering; everything else (graph inputs
+and outputs, other ops, If/Loop/Scan bodies, state inputs) is kept
+(:func:`edgelstm.targets.onnx.rewrite.rewrite_onnx`). Not handled here (None: the LSTM-only
+path compiles the source): ``--lstm NAME``, ``.tflite`` output, and edgelstm's own files.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from edgelstm.errors import UnsupportedError
+
+_WHY = "the rewritten graph keeps the source's own shapes and interface"
+
 
 def run(args: argparse.Namespace, out: Path, calibration: np.ndarray | None) -> int | None:
-    """None: not handled here (the LSTM-only path compiles the source)."""
-    return None
+    """Rewrite ``args.source`` whole into ``out``; None when this is not a whole-graph job."""
+    if args.lstm is not None or out.suffix.lower() != ".onnx":
+        return None
+    from edgelstm.importers.onnx_graph import load_model
+    from edgelstm.targets.onnx.reader import is_edgelstm_onnx
+
+    model, _ = load_model(args.source)
+    if is_edgelstm_onnx(model):
+        return None
+    _refuse_flags(args, calibration)
+    from edgelstm._io import write_bytes_atomic
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.targets.onnx.rewrite import rewrite_onnx
+
+    options = CompileOptions(quantize=args.quantize, source=Path(args.source).name)
+    proto, report = rewrite_onnx(model, options)
+    if not report.applied:
+        reasons = "; ".join(f"{r.where}: {r.detail}" for r in report.refused)
+        raise UnsupportedError(
+            "onnx",
+            f"no LSTM node of {Path(args.source).name} can be rewritten ({reasons}); "
+            "nothing written",
+        )
+    data = proto.SerializeToString()
+    write_bytes_atomic(out, data)
+    quant = ", quantize=dynamic" if args.quantize == "dynamic" else ""
+    print(f"wrote {out} ({len(data):,} bytes): {report.summary()}{quant}")
+    for r in report.refused:
+        print(f"note: LSTM {r.where} kept unchanged: {r.detail}", file=sys.stderr)
+    return 0
+
+
+def _refuse_flags(args: argparse.Namespace, calibration: np.ndarray | None) -> None:
+    """Flags that do not apply to a whole-graph rewrite: refused with the reason."""
+    given = [
+        flag
+        for flag, on in (
+            ("--batch", args.batch),
+            ("--seq-len", args.seq_len is not None),
+            ("--time-major", args.time_major),
+            ("--batch-first", args.batch_first is not None),
+            ("--prefix", args.prefix is not None),
+            ("--head", args.head is not None),
+        )
+        if on
+    ]
+    if given:
+        raise UnsupportedError(
+            "compile",
+            f"{', '.join(given)} do(es) not apply to a whole ONNX graph ({_WHY}); drop "
+            f"{'them' if len(given) > 1 else 'it'}, or compile one LSTM with --lstm NAME",
+        )
+    if args.streaming:
+        raise UnsupportedError(
+            "compile",
+            f"--streaming does not apply to a whole ONNX graph ({_WHY}: LSTM states that are "
+            "graph inputs stay graph inputs); drop it, or compile one LSTM as a streaming file "
+            "with --lstm NAME --streaming",
+        )
+    if args.quantize == "int8":
+        from edgelstm.targets.onnx.emit import STATIC_INT8_REASON
+
+        raise UnsupportedError("onnx", STATIC_INT8_REASON)
+    if calibration is not None:
+        raise UnsupportedError(
+            "compile", "--calibration is for int8 TFLite; ONNX dynamic int8 needs none: drop it"
+        )
+    if args.optimize is not None:
+        raise UnsupportedError(
+            "compile",
+            "--optimize searches variants of one LSTM stack, not a whole graph; drop it, or "
+            "compile one LSTM with --lstm NAME --optimize latency",
+        )

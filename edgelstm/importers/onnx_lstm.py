@@ -191,8 +191,8 @@ def _refuse_other_ops(g: Graph, required: list[Any], lstms: list[Any], sites: li
         raise UnsupportedError(
             TARGET,
             f"the graph also computes with {odd}; compile the LSTM alone with --lstm NAME "
-            f"(or a chain: --lstm A,B) from {_listing(sites)}; rewriting the whole graph "
-            "(-o .onnx keeping the other ops) is not supported yet",
+            f"(or a chain: --lstm A,B) from {_listing(sites)}, or rewrite the whole graph "
+            "to ONNX (-o OUT.onnx: every LSTM replaced, the other ops kept)",
         )
 
 
@@ -365,6 +365,16 @@ class _Lstm:
     def layer(self) -> LSTMLayer:
         back = self.weights[1] if self.n_dir == 2 else None
         return LSTMLayer(self.weights[0], back, reverse=self.direction == "reverse")
+
+
+def site_layer(site: LstmSite) -> LSTMLayer:
+    """One LSTM node as a canonical layer, or the typed reason it is not one.
+
+    Checks the node's own attributes and weights only (not what feeds its states): the
+    whole-graph rewrite wires initial states and ``sequence_lens`` as run-time tensors, so a
+    state error of the intake does not apply there (pass a site with ``error=None``).
+    """
+    return _Lstm(site).layer()
 
 
 def _activation(name: str, alpha: float | None, beta: float | None) -> str | None:

@@ -86,6 +86,8 @@ class ModelInfo:
     lstm_nodes: list[dict[str, Any]] = field(default_factory=list)
     """ONNX: every LSTM node (subgraphs too) with its path, features and what edgelstm can
     compile it to (see :func:`edgelstm.inspect.onnx.lstm_nodes`)."""
+    graph_time_major: bool | None = None
+    """ONNX from an exporter: the input layout the graph's LSTM chain reads (None: unknown)."""
 
     @property
     def state_across_invokes(self) -> str | None:
@@ -148,13 +150,16 @@ class ModelInfo:
     @property
     def time_major(self) -> bool:
         """Whether the model input is [T, B, I]: the TFLite op option, else provenance, else
-        an ONNX input whose first dimension is named like time."""
+        the layout an exporter's ONNX LSTM chain reads, else an ONNX input whose first
+        dimension is named like time."""
         for op in self.lstm_ops:
             if op.op == LSTM_OP:
                 return bool(_obj(op.options).get("time_major", False))
         recorded = self.provenance.get("time_major")
         if recorded is not None:
             return bool(recorded)
+        if self.graph_time_major is not None:
+            return self.graph_time_major
         if self.inputs and self.inputs[0].shape:
             first = self.inputs[0].shape[0]
             return isinstance(first, str) and first.lower() in ("t", "time", "seq", "seq_len")

@@ -180,6 +180,7 @@ def _onnx_info(path: Path, data: bytes, model: Any) -> ModelInfo:
     outputs = [tensor(o.name) for o in graph.output]
     init_infos = [t for t in (tensor(n) for n in tensor.inits) if t is not None]
     kind = _onnx_quantization(ops, init_infos)
+    nodes, graph_time_major = _lstm_nodes_and_layout(model)
     producer = " ".join(
         p for p in (as_text(model.producer_name), as_text(model.producer_version)) if p
     )
@@ -195,7 +196,8 @@ def _onnx_info(path: Path, data: bytes, model: Any) -> ModelInfo:
         weight_bytes=sum(t.nbytes for t in init_infos),
         quantization=kind,
         warnings=_saturation_warnings(model) if kind == "dynamic" else [],
-        lstm_nodes=lstm_nodes(model),
+        lstm_nodes=nodes,
+        graph_time_major=graph_time_major,
     )
 
 
@@ -203,16 +205,23 @@ def lstm_nodes(model: Any) -> list[dict[str, Any]]:
     """Every LSTM node with its path, features and what each target can do with it.
 
     Weights in external files are not read (inspect never opens other files)."""
+    return _lstm_nodes_and_layout(model)[0]
+
+
+def _lstm_nodes_and_layout(model: Any) -> tuple[list[dict[str, Any]], bool | None]:
+    """:func:`lstm_nodes`, and whether the graph input is time-major [T, B, I] when the whole
+    graph is one LSTM chain (None otherwise): what a runner must feed a foreign file."""
     if not any(n.op_type in ("LSTM", "DynamicQuantizeLSTM") for n in _all_nodes(model.graph)):
-        return []
+        return [], None
     if any(t.data_location == 1 for t in model.graph.initializer):  # EXTERNAL
-        return [{"note": "weights in external data files: compile to see the LSTM nodes"}]
+        return [{"note": "weights in external data files: compile to see the LSTM nodes"}], None
     from edgelstm.errors import EdgeLSTMError
     from edgelstm.importers.onnx_intake import find_lstms
     from edgelstm.importers.onnx_lstm import from_onnx
 
+    time_major = None
     try:
-        from_onnx(model)
+        time_major = bool(from_onnx(model).time_major)
         whole = None
     except EdgeLSTMError as exc:
         whole = str(exc)
@@ -233,10 +242,10 @@ def lstm_nodes(model: Any) -> list[dict[str, Any]]:
             how = "whole graph (no --lstm needed)" if whole is None else f"--lstm {site.where}"
             entry["tflite"] = f"fused LSTM op: {how}"
             entry["onnx"] = f"fused or composite LSTM: {how}" + (
-                "" if whole is None else "; whole-graph ONNX rewrite: not supported yet"
+                "" if whole is None else "; or -o OUT.onnx rewrites the whole graph"
             )
         out.append(entry)
-    return out
+    return out, time_major
 
 
 def _all_nodes(graph: Any) -> list[Any]:
