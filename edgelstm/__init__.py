@@ -52,6 +52,14 @@ _LAZY: dict[str, str] = {
     "to_tflite": "edgelstm.targets.tflite",
     "VerifyResult": "edgelstm.measure.verify",
     "verify": "edgelstm.measure.verify",
+    "link_chain": "edgelstm.targets.tflite.link",
+    "rewrite_onnx": "edgelstm.targets.onnx.rewrite",
+    "TFLiteConverter": "edgelstm.whole",
+    "from_torch_module": "edgelstm.whole",
+    "TorchConverter": "edgelstm.whole",
+    "torch_to_tflite": "edgelstm.whole",
+    "keras_to_onnx": "edgelstm.whole",
+    "keras_to_tflite": "edgelstm.whole",
 }
 
 if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
@@ -69,7 +77,17 @@ if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
     from edgelstm.measure.verify import VerifyResult, verify
     from edgelstm.runtime.select import Runner, open_runner
     from edgelstm.targets.onnx import save_onnx, to_onnx
+    from edgelstm.targets.onnx.rewrite import rewrite_onnx
     from edgelstm.targets.tflite import from_tflite, save_tflite, to_tflite
+    from edgelstm.targets.tflite.link import link_chain
+    from edgelstm.whole import (
+        TFLiteConverter,
+        TorchConverter,
+        from_torch_module,
+        keras_to_onnx,
+        keras_to_tflite,
+        torch_to_tflite,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -112,6 +130,8 @@ __all__ = [
     "Role",
     "Runner",
     "SpecError",
+    "TFLiteConverter",
+    "TorchConverter",
     "UnfusedOptions",
     "UnsupportedError",
     "VerifyResult",
@@ -126,16 +146,22 @@ __all__ = [
     "from_tf_checkpoint",
     "from_tflite",
     "from_torch",
+    "from_torch_module",
     "inspect_model",
+    "keras_to_onnx",
+    "keras_to_tflite",
+    "link_chain",
     "open_runner",
     "optimize_latency",
     "reference",
     "reference_model",
+    "rewrite_onnx",
     "save_npz",
     "save_onnx",
     "save_tflite",
     "to_onnx",
     "to_tflite",
+    "torch_to_tflite",
     "verify",
     "write_report",
 ]

@@ -36,7 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="weights/model file: .npz, .onnx, .tflite, .keras, .h5, .pt")
+    p.add_argument(
+        "source",
+        help="weights/model file: .npz, .onnx, .tflite, .keras, .h5, .pt, .pt2 (torch.export)",
+    )
     p.add_argument("-o", "--output", required=True, help="output file (.tflite or .onnx)")
     p.add_argument(
         "--batch",
@@ -236,17 +239,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.optimize is None and (args.max_error is not None or args.data is not None):
         raise UnsupportedError("compile", "--max-error/--data only apply with --optimize latency")
+    _refuse_overwriting_source(args.source, out, args.overwrite)
+    from edgelstm.cli.compile_whole import compile_whole
+
+    code = compile_whole(args, out)  # reads its own calibration (token ids are [N, T])
+    if code is not None:
+        return code
     calibration = None
     if args.calibration is not None:
         from edgelstm.measure.data import load_calibration
 
         calibration = load_calibration(args.calibration)
-    _refuse_overwriting_source(args.source, out, args.overwrite)
-    from edgelstm.cli.compile_whole import compile_whole
-
-    code = compile_whole(args, out, calibration)
-    if code is not None:
-        return code
     model = load_source(
         args.source,
         batch_first=args.batch_first,

@@ -12,14 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from edgelstm.errors import UnsupportedError
 
 _WHY = "the rewritten graph keeps the source's own shapes and interface"
 
 
-def run(args: argparse.Namespace, out: Path, calibration: np.ndarray | None) -> int | None:
+def run(args: argparse.Namespace, out: Path) -> int | None:
     """Rewrite ``args.source`` whole into ``out``; None when this is not a whole-graph job."""
     if args.lstm is not None or out.suffix.lower() != ".onnx":
         return None
@@ -29,7 +27,7 @@ def run(args: argparse.Namespace, out: Path, calibration: np.ndarray | None) -> 
     model, _ = load_model(args.source)
     if is_edgelstm_onnx(model):
         return None
-    _refuse_flags(args, calibration)
+    _refuse_flags(args, getattr(args, "calibration", None))
     from edgelstm._io import write_bytes_atomic
     from edgelstm.ir.options import CompileOptions
     from edgelstm.targets.onnx.rewrite import rewrite_onnx
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace, out: Path, calibration: np.ndarray | None) -> 
     return 0
 
 
-def _refuse_flags(args: argparse.Namespace, calibration: np.ndarray | None) -> None:
+def _refuse_flags(args: argparse.Namespace, calibration: str | None) -> None:
     """Flags that do not apply to a whole-graph rewrite: refused with the reason."""
     given = [
         flag

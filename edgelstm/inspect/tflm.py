@@ -13,7 +13,10 @@ projection, CIFG and layer norm; it requires the 24-input form of the op.
 
 from __future__ import annotations
 
-from edgelstm.inspect.info import LSTM_OP, ModelInfo, OpInfo
+import importlib.util
+import math
+
+from edgelstm.inspect.info import LSTM_OP, ModelInfo, OpInfo, TensorInfo
 from edgelstm.ir.roles import BY_NAME, N_INPUTS
 
 TFLM_VERSION = "0.dev20261023182759"
@@ -34,6 +37,13 @@ _OP_NAMES = (  # the Register_* kernels of that package, alphabetical
     "TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE"
 )
 TFLM_OPS: frozenset[str] = frozenset(_OP_NAMES.split())
+_ITEMSIZE = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4,
+             "float32": 4, "int64": 8}  # fmt: skip
+
+GATE_WORDS = {
+    "int16": "all-integer lowering: int8 weights, int16 gate math",
+    "float32": "unfused lowering with float32 gate math (software float without an FPU)",
+}
 
 _MISSING_FEATURES = (  # (feature, a weight role that is present exactly when it is used)
     ("peephole", "cell_to_output_weights"),
@@ -87,7 +97,105 @@ def tflm_blockers(info: ModelInfo) -> list[str]:
     return reasons
 
 
-def tflm_verdict(info: ModelInfo) -> str:
-    """The one line ``edgelstm inspect`` prints: "loads on TFLM: yes" or "no (why)"."""
+def _tensor_bytes(t: TensorInfo) -> int | None:
+    """Bytes of an activation tensor (None when a dimension is dynamic)."""
+    dims = [d for d in t.shape if not isinstance(d, int) or d < 0]
+    if dims or t.dtype not in _ITEMSIZE:
+        return None
+    return int(math.prod(t.shape)) * _ITEMSIZE[t.dtype]
+
+
+PER_OP, PER_TENSOR, PER_QUANTIZED = 233, 24, 22
+"""TFLM's own bytes in the arena per node, per tensor and per quantized tensor (least
+squares over 31 unfused files of the feature matrix, measured with tflite-micro
+0.dev20261023: the planned activation bytes are a few KB, this bookkeeping 10-25 KB)."""
+
+
+def _lstm_scratch(op: OpInfo) -> int:
+    """The fused LSTM kernel's scratch buffers: about six [B, N] gate-sized int32/float
+    buffers (its gate and cell arithmetic), not tensors of the file."""
+    cell = op.inputs[BY_NAME["cell_state"].index] if len(op.inputs) > N_INPUTS - 4 else None
+    if cell is None or _tensor_bytes(cell) is None:
+        return 0
+    return 6 * 4 * int(math.prod(cell.shape))
+
+
+def estimate_arena(info: ModelInfo) -> int | None:
+    """An arena estimate without TFLM, for ``inspect``: the peak of the activation bytes
+    alive at once (per subgraph; a tensor lives from the op writing it, or the start for
+    inputs, to its last reader; the main graph's peak plus the largest other subgraph's, as
+    a WHILE body runs while the main graph holds its tensors; 16-byte aligned) plus TFLM's
+    bookkeeping per op and tensor (:data:`PER_OP`, ...) and the fused LSTM's scratch.
+    Measured against TFLM: within about 20% on our files. None for dynamic shapes."""
+    peaks: dict[int, int] = {}
+    for sub in sorted({op.subgraph for op in info.ops}):
+        ops = [op for op in info.ops if op.subgraph == sub]
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        size: dict[int, int] = {}
+        for k, op in enumerate(ops):
+            written = {id(t) for t in op.outputs}
+            for t in [*op.inputs, *op.outputs]:
+                if t is None or t.constant or t.index is None:
+                    continue
+                n = _tensor_bytes(t)
+                if n is None:
+                    return None
+                size[t.index] = -(-n // 16) * 16
+                first.setdefault(t.index, k if id(t) in written else 0)
+                last[t.index] = k
+        delta = [0] * (len(ops) + 1)  # a sweep over the op order: bytes alive at each op
+        for i, n in size.items():
+            delta[first[i]] += n
+            delta[last[i] + 1] -= n
+        live = peak = 0
+        for change in delta:
+            live += change
+            peak = max(peak, live)
+        peaks[sub] = peak
+    if not peaks:
+        return None
+    main = peaks.pop(0, 0)
+    tensors = {(op.subgraph, t.index): t for op in info.ops for t in [*op.inputs, *op.outputs]
+               if t is not None}  # fmt: skip
+    quantized = sum(1 for t in tensors.values() if t.quantization)
+    books = PER_OP * len(info.ops) + PER_TENSOR * len(tensors) + PER_QUANTIZED * quantized
+    scratch = sum(_lstm_scratch(op) for op in info.ops if op.op == LSTM_OP)
+    return main + max(peaks.values(), default=0) + books + scratch
+
+
+def tflm_arena_line(info: ModelInfo, measure: bool = False) -> str:
+    """``TFLM arena: N B (measured ...)`` when tflite-micro is installed (and ``measure``),
+    else the labelled estimate of :func:`estimate_arena`; "" for files TFLM cannot run."""
+    if info.format != "tflite" or tflm_blockers(info):
+        return ""
+    if measure and importlib.util.find_spec("tflite_micro") is not None:
+        from edgelstm.runtime.tflm import min_arena
+
+        try:
+            arena = min_arena(info.path)
+        except Exception as exc:  # noqa: BLE001 - inspect reports, never fails, on this line
+            return f"TFLM arena: not measured ({type(exc).__name__}: {exc})"
+        return f"TFLM arena: {arena:,} B (measured on TFLite Micro: smallest that runs)"
+    estimate = estimate_arena(info)
+    if estimate is None:
+        return "TFLM arena: no estimate (dynamic shapes: TFLM needs fixed ones)"
+    return (
+        f"TFLM arena: ~{estimate:,} B (estimate from tensor sizes and lifetimes; "
+        "measured: edgelstm bench FILE --backend tflm, with the tflm extra)"
+    )
+
+
+def tflm_verdict(info: ModelInfo, measure: bool = False) -> str:
+    """What ``edgelstm inspect`` prints: "loads on TFLM: yes" or "no (why)", and for a file
+    that loads the arena line (:func:`tflm_arena_line`; ``measure``: on TFLM itself, ~1 s)
+    beneath."""
     reasons = tflm_blockers(info)
-    return "loads on TFLM: " + ("yes" if not reasons else "no (" + "; ".join(reasons) + ")")
+    text = "loads on TFLM: " + ("yes" if not reasons else "no (" + "; ".join(reasons) + ")")
+    meta = info.metadata.get("edgelstm")
+    lowering = meta.get("lowering") if isinstance(meta, dict) else None
+    gates = lowering.get("gates") if isinstance(lowering, dict) else None
+    if not reasons and isinstance(gates, str) and gates in GATE_WORDS:  # untrusted metadata
+        text += f" ({GATE_WORDS[gates]})"
+    line = tflm_arena_line(info, measure) if not reasons else ""
+    return text + (f"\n{line}" if line else "")

@@ -28,15 +28,16 @@ from edgelstm.targets.tflite import save_tflite
 
 pytest.importorskip("tflite_micro", reason="the tflm extra (tflite-micro) is not installed")
 
-TFLM_VS_REFERENCE = 0.3
+TFLM_VS_REFERENCE = 0.2
 """Max abs error of a feature-matrix file on TFLM vs the float64 reference. Measured over
-the 48 cells: max 0.28 (CIFG + layer norm; LiteRT's fused int8 on that cell 0.14), 0.165
-without layer norm (the same cell's fused int8 on LiteRT: 0.165); median ~0.012."""
-TFLM_VS_FUSED = 2.5
-"""Without layer norm, TFLM's error stays within this factor (+ 2 output LSB) of the fused
-int8 file's on LiteRT (measured worst 2.2x). With layer norm the unfused lowering's int8
-gate pre-activations cost more (up to 47x a tiny fused error, 0.084 vs 0.0018): the fused
-kernel normalizes int16 values."""
+the 48 cells with the int16 gate math: max 0.140 (CIFG + layer norm, n_cell 2: the fused
+int8 file on LiteRT 0.140 too, the float32 gates 0.280); median 0.0068 (float32 gates
+0.011)."""
+TFLM_VS_FUSED = 2.0
+"""TFLM's error stays within this factor (+ 2 output LSB: both files round their int8
+output, each with its own range) of the fused int8 file's on LiteRT, on all 28 cells the
+fused int8 kernel takes, layer norm included (measured: median 0.93x, worst 1.31x). The
+float32-gate lowering needed 2.5x without layer norm and was up to 39x off with it."""
 
 
 def _layout(model: LSTMModel, x: np.ndarray) -> tuple[int, int]:
@@ -70,11 +71,20 @@ def matrix(tmp_path_factory) -> list[dict]:
             lite = _run(fused, "litert", x)
         except UnsupportedError:
             pass
-        lsb = float(inspect_model(micro).outputs[0].quantization["scale"][0])
+        info = inspect_model(micro)
+        lsb = float(info.outputs[0].quantization["scale"][0])
+        same_file = None  # LiteRT on the TFLM file itself (its int16 SQUARED_DIFFERENCE
+        if not combo[3]:  # is missing, so not with layer norm): in output LSB
+            same_file = float(np.abs(_run(micro, "litert", x) - got).max() / lsb)
         cases.append(
             {
                 "combo": combo,
+                "same_file_lsb": same_file,
                 "lowering": build.lowering,
+                "gates": build.gates,
+                "float_ops": sorted(
+                    {op.op for op in info.ops for t in op.outputs if t and t.dtype == "float32"}
+                ),
                 "arena": build.arena,
                 "tflm": float(np.abs(got - want).max()),
                 "fused": None if lite is None else float(np.abs(lite - want).max()),
@@ -89,9 +99,14 @@ def matrix(tmp_path_factory) -> list[dict]:
 def test_every_feature_combination_runs_on_tflm(matrix, capsys):
     worst = max(matrix, key=lambda c: c["tflm"])
     fused = [c["fused"] for c in matrix if c["fused"] is not None]
+    ratios = [c["tflm"] / c["fused"] for c in matrix if c["fused"]]
     with capsys.disabled():
         print(
-            f"\nTFLM feature matrix: max error vs float64 {worst['tflm']:.4f} "
+            f"\nTFLM / fused-on-LiteRT error ratio: median {np.median(ratios):.2f}, "
+            f"max {max(ratios):.2f}; median error {np.median([c['tflm'] for c in matrix]):.4f}"
+        )
+        print(
+            f"TFLM feature matrix: max error vs float64 {worst['tflm']:.4f} "
             f"({worst['combo']}), LiteRT fused int8 max {max(fused):.4f} ({len(fused)} cells), "
             f"arenas {min(c['arena'] for c in matrix):,}-{max(c['arena'] for c in matrix):,} B"
         )
@@ -101,10 +116,19 @@ def test_every_feature_combination_runs_on_tflm(matrix, capsys):
         cifg, peephole, projection, layer_norm, _ = case["combo"]
         plain = not (cifg or peephole or layer_norm or projection != "none")
         assert case["lowering"] == ("fused" if plain else "unfused/while"), case
+        assert case["gates"] == ("" if plain else "int16"), case
+        assert case["float_ops"] == [], case  # all-integer: no float tensor anywhere
         assert case["tflm"] <= TFLM_VS_REFERENCE, case
-        if case["fused"] is not None and not layer_norm:
-            assert case["tflm"] <= TFLM_VS_FUSED * case["fused"] + 2 * case["lsb"], case
         assert 1024 < case["arena"] < 64 * 1024, case
+    # the same file on LiteRT's kernels (an independent implementation of each int16 op)
+    same = [c["same_file_lsb"] for c in matrix if c["same_file_lsb"] is not None]
+    assert len(same) == 24 and max(same) <= 1.01, same  # measured: bit-identical
+    over = [  # on every cell the fused int8 kernel takes
+        (c["combo"], round(c["tflm"], 4), round(c["fused"], 4))
+        for c in matrix
+        if c["fused"] is not None and c["tflm"] > TFLM_VS_FUSED * c["fused"] + 2 * c["lsb"]
+    ]
+    assert over == [], over
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +179,62 @@ def test_hybrid_and_float_are_refused_for_tflm(mode):
 
 def test_too_small_arena_is_refused_with_the_measured_size():
     model, options = _small()
-    with pytest.raises(UnsupportedError, match=r"too small: unfused/while needs [\d,]+ B"):
+    with pytest.raises(
+        UnsupportedError, match=r"too small: unfused/while \(int16 gates\) needs [\d,]+ B, "
+    ):
         compile_tflm(model, options, max_arena=1024)
+
+
+def test_max_arena_falls_back_to_float32_gates_and_says_what_it_cost():
+    """On a tiny layer-norm cell TFLM's per-op bookkeeping makes the int16 lowering's arena
+    the larger one (14.0 vs 13.1 KB measured); a budget between them takes float32 gates."""
+    spec = LSTMSpec(4, 4, layer_norm=True)
+    model = LSTMModel.of(LSTMWeights.random(spec, seed=1))
+    cal = np.random.default_rng(0).normal(size=(8, 6, 4)).astype(np.float32)
+    options = CompileOptions(seq_len=6, quantize="int8", calibration=cal)
+    first = compile_tflm(model, options)
+    assert first.gates == "int16" and "(int16 gate math)" in first.summary()
+    taken = compile_tflm(model, options, max_arena=first.arena - 16)
+    assert taken.gates == "float32" and taken.arena < first.arena
+    assert f"unfused/while (int16 gates) needs {first.arena:,} B" in taken.note
+    assert "took unfused/while (float32 gates)" in taken.note
+    assert "(float32 gate math)" in taken.summary()
+
+
+def test_inspect_states_the_lowering_and_the_arena(vowels):
+    """The estimate (no TFLM) is within 30% of TFLM's measured arena (measured: -22%..+26%
+    over 12 files, fused and unfused); ``measure`` gives TFLM's own number."""
+    from edgelstm.inspect.tflm import estimate_arena, tflm_arena_line, tflm_verdict
+    from edgelstm.runtime.tflm import min_arena
+
+    for _, path, build in vowels["files"].values():
+        info = inspect_model(path)
+        verdict = tflm_verdict(info)
+        assert verdict.startswith("loads on TFLM: yes (all-integer lowering"), verdict
+        assert "TFLM arena: ~" in verdict and "estimate" in verdict
+        estimate = estimate_arena(info)
+        assert estimate is not None and abs(estimate - build.arena) < 0.3 * build.arena
+        measured = tflm_arena_line(info, measure=True)
+        assert measured.startswith(f"TFLM arena: {min_arena(path):,} B (measured")
+
+
+def test_report_shows_arena_next_to_flash(vowels, tmp_path):
+    from edgelstm.measure.report import build_report
+    from edgelstm.measure.report.render import render_html
+    from edgelstm.measure.report.tables import speed_table
+
+    model, path, build = vowels["files"]["japanese_vowels_lstm"]
+    data = tmp_path / "x.npy"
+    np.save(data, vowels["x"][:1].astype(np.float32))
+    rep = build_report(
+        [path], against=model, data=str(data), backend="tflm", runs=3, warmup=1, memory=False
+    )
+    headers, rows, said = speed_table(rep)
+    at = headers.index("arena KB")
+    assert headers[at - 1] == "size KB"
+    assert rows[0][at] == f"{build.arena / 1024:,.1f}"
+    assert any(s.startswith("arena KB: the smallest tensor arena") for s in said)
+    assert "arena KB" in render_html(rep)
 
 
 def test_parse_bytes():
@@ -198,7 +276,7 @@ def test_cli_compiles_for_tflm_and_prints_the_arena(tmp_path):
     src = str(MODELS / "japanese_vowels_cifg_ln_lstm.npz")
     done = _cli("compile", src, "-o", str(out), "--target", "tflm", "--seq-len", "29")
     assert done.returncode == 0, done.stderr
-    assert "TFLite Micro: unfused/while lowering, arena" in done.stdout
+    assert "TFLite Micro: unfused/while lowering (int16 gate math), arena" in done.stdout
     assert tflm_blockers(inspect_model(out)) == []
     arena = int(done.stdout.split("arena ")[1].split(" B")[0].replace(",", ""))
     bench = _cli("bench", str(out), "--backend", "tflm", "--runs", "5", "--warmup", "1")

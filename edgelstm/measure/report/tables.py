@@ -28,7 +28,14 @@ DASH_WHY = {
     "growth": "growth (mean error over the last quarter of time steps divided by the first "
     "quarter's) needs an output at every time step, at least 4 of them",
     "model MB": "model MB was not measured (--no-memory, or its child process failed)",
+    "arena KB": "arena KB (the RAM TFLite Micro needs) is measured only on the tflm backend",
 }
+ARENA = (
+    "arena KB: the smallest tensor arena TFLite Micro runs the file in (found by search on "
+    "its own interpreter), the RAM a microcontroller must reserve; on tflm rows size KB is "
+    "the flash the model takes (TFLM's own code not counted), and latency is TFLM's "
+    "reference kernels on this CPU, a proxy for a device only."
+)
 MODEL_MB = (
     "model MB: the resident memory the loaded model adds, measured for each file in its own "
     "child process (the process peak is not shown: it is dominated by importing the runtime "
@@ -135,9 +142,17 @@ def speed_table(rep: Report) -> Table:
     drop = BENCH_HEADERS.index("peak MB")
     headers = [h for j, h in enumerate(BENCH_HEADERS) if j != drop]
     rows = [[c for j, c in enumerate(r) if j != drop] for r in bench_rows(rep.bench)]
+    arena = any(b.arena_bytes is not None for b in rep.bench)
+    if arena:  # beside the file size: RAM next to flash
+        at = headers.index("size KB") + 1
+        headers.insert(at, "arena KB")
+        for r, b in zip(rows, rep.bench, strict=True):
+            r.insert(at, "-" if b.arena_bytes is None else f"{b.arena_bytes / 1024:,.1f}")
     headers, rows, said = _prune(headers, rows, set())
     if "model MB" in headers:
         said.insert(0, MODEL_MB)
+    if arena:
+        said.insert(0, ARENA)
     return headers, rows, said
 
 

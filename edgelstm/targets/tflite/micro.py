@@ -7,11 +7,15 @@ its own op list. So this profile always writes full int8 with int8 I/O, a fixed 
 * every cell plain or cell-clip -> the fused UNIDIRECTIONAL_SEQUENCE_LSTM (24-input form),
   TFLM's integer 8x8_16 kernel;
 * anything TFLM's fused kernel lacks (peephole, projection ± bias, projection clip, CIFG,
-  layer norm) -> the unfused lowering (:mod:`.unfused`) with int8 FULLY_CONNECTEDs
-  (hoisted input GEMM, recurrent GEMV, projection) and float32 gate math (ADD, MUL,
-  LOGISTIC, TANH, MINIMUM/MAXIMUM clips, MEAN for layer norm), int8 graph I/O, zero
-  initial states as constants, recurrence as a WHILE loop (default: smallest arena) or
-  unrolled. The float gate math runs in software on an MCU without an FPU.
+  layer norm) -> the unfused lowering (:mod:`.unfused`), all-integer by default
+  (``gates="int16"``, :mod:`.unfused.icell`): int8 per-channel weights in 16x8
+  FULLY_CONNECTEDs (W x_t, R h, projection, dense head), int16 gate math (ADD, SUB, MUL,
+  LOGISTIC, TANH, MINIMUM/MAXIMUM clips; MEAN, SQUARED_DIFFERENCE, RSQRT for layer norm),
+  cell state int16 with a power-of-two scale, int8 graph I/O, zero initial states as
+  constants, recurrence as a WHILE loop (default: smallest arena) or unrolled. Non-tanh
+  cells keep float32 gate math (``gates="float32"``: int8 matrix products, float
+  elementwise ops; software float on an MCU without an FPU). The choice is measured: see
+  :mod:`edgelstm.measure.micro`; the file's metadata records it (``lowering.gates``).
 
 Hybrid (``quantize="dynamic"``) and float-only (``"none"``) are refused: TFLM returns NaN on
 a hybrid LSTM, and a float file defeats the integer target. The loadability check against
@@ -78,8 +82,23 @@ def lowering_of(model: LSTMModel, options: CompileOptions) -> str:
     return f"unfused/{'while' if schedule == 'auto' else schedule}"
 
 
-def to_tflm(model: LSTMModel | LSTMWeights, options: CompileOptions) -> bytes:
-    """Compile ``model`` for TFLite Micro (see the module docstring); not yet load-checked."""
+GATES = ("int16", "float32")
+
+
+def gate_math(model: LSTMModel) -> str:
+    """The unfused lowering's default gate arithmetic for ``model``: "int16" (all-integer)
+    when every cell uses tanh (TFLM's int16 TANH/LOGISTIC), else "float32"."""
+    if all(v.weights.spec.activation == "tanh" for v in model.walk()):
+        return "int16"
+    return "float32"
+
+
+def to_tflm(
+    model: LSTMModel | LSTMWeights, options: CompileOptions, gates: str | None = None
+) -> bytes:
+    """Compile ``model`` for TFLite Micro (see the module docstring); not yet load-checked.
+    ``gates`` (unfused lowering only): "int16" or "float32" gate math, None =
+    :func:`gate_math`."""
     model = LSTMModel.of(model)
     options = micro_options(options)
     if not fused_features(model):
@@ -99,4 +118,7 @@ def to_tflm(model: LSTMModel | LSTMWeights, options: CompileOptions) -> bytes:
 
     if options.unfused.schedule == "auto":  # WHILE: a fraction of the unrolled arena
         options = replace(options, unfused=replace(options.unfused, schedule="while", chunk=1))
-    return to_tflite_unfused(model, options)
+    gates = gate_math(model) if gates is None else gates
+    if gates not in GATES:
+        raise ValueError(f"gates: expected one of {GATES}, found {gates!r}")
+    return to_tflite_unfused(model, options, gates=gates)

@@ -5,6 +5,8 @@
 * :mod:`.cell` — one LSTM time step (every feature; float, dynamic-range, static int8);
 * :mod:`.loop` — fully unrolled or WHILE-loop recurrence schedules;
 * :mod:`.ranges` — the static-int8 variant's activation params (from :mod:`edgelstm.quant`);
+* :mod:`.icell` / :mod:`.iranges` — the all-integer step (int16 gate math) of the TFLite
+  Micro profile and its power-of-two int16 scales;
 * :mod:`.onnx_u8` — DynamicQuantizeLSTM with uint8 weights (accurate on any x86).
 
 The model-level entry point is :func:`edgelstm.targets.tflite.unfused.emit.to_tflite_unfused`; the

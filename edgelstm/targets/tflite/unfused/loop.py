@@ -29,9 +29,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from edgelstm.targets.tflite.builder import GraphBuilder
 from edgelstm.targets.tflite.schema import BuiltinOperator, BuiltinOptions, schema
 from edgelstm.targets.tflite.unfused.cell import Cell, StaticQuant
+from edgelstm.targets.tflite.unfused.icell import IntCell
+from edgelstm.targets.tflite.unfused.iranges import IntCellQuant
 from edgelstm.targets.tflite.unfused.ops import Ops
 from edgelstm.targets.tflite.unfused.params import DirectionParams
 
@@ -50,7 +54,14 @@ class Direction:
     """Writes each output at its input time (bidirectional backward), not in step order."""
     h0: int
     c0: int
-    static: StaticQuant | None = None
+    static: StaticQuant | IntCellQuant | None = None
+    columns: int = 0
+    """Columns of ``xw`` a step reads (0: the G*N gate columns). The integer (TFLM)
+    lowering passes the layer input itself (its I columns) and multiplies per step."""
+
+    @property
+    def width(self) -> int:
+        return self.columns or self.params.width
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,28 @@ class Result:
 
 def _columns(ops: Ops, xw: int, d: Direction) -> int:
     shape = ops.shape(xw)
-    width = d.params.width
+    width = d.width
     if d.offset == 0 and shape[-1] == width:
         return xw
     return ops.slice(xw, [0, 0, d.offset], [-1, -1, width], shape[:-1] + [width])
+
+
+def make_cell(ops: Ops, d: Direction, mode: str, hint: str) -> Cell | IntCell:
+    """The step emitter of ``d``: the integer cell (mode "int16", TFLite Micro) or
+    :class:`.cell.Cell` (float gate math)."""
+    if mode == "int16":
+        assert isinstance(d.static, IntCellQuant)
+        return IntCell(ops, d.params, d.static, hint)
+    assert not isinstance(d.static, IntCellQuant)
+    return Cell(ops, d.params, mode, d.static, hint=hint)
+
+
+def _zeros(ops: Ops, d: Direction, shape: list[int]) -> int:
+    """A zero output buffer like ``d``'s h: FILL for float, a constant for int16 (TFLM's
+    FILL has no int16 output)."""
+    if ops.dtype.get(d.h0) == "int16":
+        return ops.const("zeros", np.zeros(shape, np.int16), "int16", ops.quant[d.h0])
+    return ops.zeros(shape, shape)
 
 
 def _floats(ops: Ops, xs: list[int]) -> list[int]:
@@ -83,7 +112,7 @@ def unrolled(
     results = []
     for d in dirs:
         xs = _floats(ops, ops.unpack(_columns(ops, xw, d), axis=1))
-        cell = Cell(ops, d.params, mode, d.static, hint=d.name)
+        cell = make_cell(ops, d, mode, d.name)
         h, c, hs = d.h0, d.c0, []
         for t in range(steps - 1, -1, -1) if d.reverse else range(steps):
             h, c = cell.step(xs[t], h, c)
@@ -128,7 +157,7 @@ def while_loop(
         for d in dirs:
             p = d.params.spec.n_output
             if batch > 0 and span is not None:
-                buffers0.append(ops.zeros([batch, span, p], [batch, span, p]))
+                buffers0.append(_zeros(ops, d, [batch, span, p]))
             else:
                 lead = ops.slice(ops.shape_of(xw), [0], [1 if span else 2], [1 if span else 2])
                 tail = [span, p] if span else [p]
@@ -209,14 +238,14 @@ def _loop_subgraphs(
         fwd_write = bops.int_op("sub", counter, base)
     new_states, new_buffers = [], []
     for j, d in enumerate(dirs):
-        width = d.params.width
+        width = d.width
         begin = bops.concat(
             [bops.ints([0]), back if d.reverse else counter, bops.ints([d.offset])], 0, "int32"
         )
         block = bops.slice(b_xw, begin, [-1, chunk, width], [kinds[4][0][0], chunk, width])
         xs = bops.unpack(block, axis=1) if chunk > 1 else [bops.reshape(block, [-1, width])]
         xs = _floats(bops, xs)
-        cell = Cell(bops, d.params, mode, d.static, hint=d.name.split("/")[-1])
+        cell = make_cell(bops, d, mode, d.name.split("/")[-1])
         h, c, hs = states[2 * j], states[2 * j + 1], []
         for k in range(chunk - 1, -1, -1) if d.reverse else range(chunk):
             h, c = cell.step(xs[k], h, c)

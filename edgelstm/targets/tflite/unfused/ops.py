@@ -303,9 +303,13 @@ class Ops:
         opts = schema.PackOptionsT()
         opts.valuesCount = len(xs)
         opts.axis = axis
-        return self.op(Op.PACK, list(xs), shape, "pack", Opt.PackOptions, opts)
+        return self.op(
+            Op.PACK, list(xs), shape, "pack", Opt.PackOptions, opts,
+            dtype=self.dtype.get(xs[0], "float32"), quant=self._quant(xs[0]),
+        )  # fmt: skip
 
-    def concat(self, xs: Sequence[int], axis: int, dtype: str = "float32") -> int:
+    def concat(self, xs: Sequence[int], axis: int, dtype: str | None = None) -> int:
+        """CONCATENATION; ``dtype`` (and quantization) default to the first input's."""
         shapes = [self.shape(x) for x in xs]
         axis = axis % len(shapes[0])
         shape = list(shapes[0])
@@ -313,9 +317,12 @@ class Ops:
         shape[axis] = -1 if -1 in sizes else sum(sizes)
         opts = schema.ConcatenationOptionsT()
         opts.axis = axis
+        quant = self._quant(xs[0]) if dtype is None else None
+        dtype = dtype or self.dtype.get(xs[0], "float32")
         return self.op(
-            Op.CONCATENATION, list(xs), shape, "concat", Opt.ConcatenationOptions, opts, dtype=dtype
-        )
+            Op.CONCATENATION, list(xs), shape, "concat", Opt.ConcatenationOptions, opts,
+            dtype=dtype, quant=quant,
+        )  # fmt: skip
 
     def transpose(self, x: int, perm: Sequence[int]) -> int:
         shape = [self.shape(x)[p] for p in perm]
@@ -344,6 +351,7 @@ class Ops:
         return self.op(
             Op.DYNAMIC_UPDATE_SLICE, [operand, update, start], self.shape(operand), "update",
             Opt.DynamicUpdateSliceOptions, schema.DynamicUpdateSliceOptionsT(),
+            dtype=self.dtype.get(operand, "float32"), quant=self._quant(operand),
         )  # fmt: skip
 
     def shape_of(self, x: int) -> int:

@@ -1,0 +1,67 @@
+"""``edgelstm compile model.pt2 -o out.onnx``: a saved ``torch.export`` program, whole.
+
+The program goes through torch.onnx's dynamo exporter and edgelstm's whole-graph rewrite
+(:func:`edgelstm.whole.from_torch_module`). A .pt2 holds no Python module to cut at its
+``nn.LSTM`` calls, so ``.tflite`` output is refused with the Python route that can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgelstm.errors import UnsupportedError
+
+_TFLITE_WAY_OUT = (
+    "a .pt2 program cannot be cut at its nn.LSTM calls; from Python, "
+    "edgelstm.torch_to_tflite(module, example_input) converts the nn.Module to one .tflite "
+    "(needs pip install 'edgelstm[torch-tflite]'), or compile this file to .onnx"
+)
+
+
+def run(args: argparse.Namespace, out: Path) -> int:
+    """Export the program whole to ONNX (its LSTMs rewritten); exit code 0."""
+    from edgelstm._io import write_bytes_atomic
+    from edgelstm.ir.options import CompileOptions
+    from edgelstm.whole.torch_module import from_torch_module
+
+    if out.suffix.lower() != ".onnx":
+        raise UnsupportedError("compile", _TFLITE_WAY_OUT)
+    given = [
+        flag
+        for flag, on in (
+            ("--batch", args.batch),
+            ("--seq-len", args.seq_len is not None),
+            ("--time-major", args.time_major),
+            ("--streaming", args.streaming),
+            ("--calibration", args.calibration is not None),
+            ("--optimize", args.optimize is not None),
+            ("--lstm", args.lstm is not None),
+            ("--batch-first", args.batch_first is not None),
+            ("--prefix", args.prefix is not None),
+            ("--head", args.head is not None),
+        )
+        if on
+    ]
+    if given:
+        raise UnsupportedError(
+            "compile",
+            f"{', '.join(given)} do(es) not apply to a torch.export program (its shapes and "
+            "interface are kept as exported); drop them",
+        )
+    if args.quantize == "int8":
+        from edgelstm.targets.onnx.emit import STATIC_INT8_REASON
+
+        raise UnsupportedError("onnx", STATIC_INT8_REASON)
+    options = CompileOptions(
+        batch=None, quantize=args.quantize or "none", source=Path(args.source).name
+    )
+    proto = from_torch_module(str(args.source), None, options)
+    write_bytes_atomic(out, proto.SerializeToString())
+    print(
+        f"wrote {out} ({out.stat().st_size:,} bytes): whole torch.export program via torch.onnx "
+        f"(dynamo), LSTMs rewritten by edgelstm, quantize={options.quantize}",
+        file=sys.stdout,
+    )
+    return 0

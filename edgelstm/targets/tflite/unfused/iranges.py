@@ -1,0 +1,245 @@
+"""Scales of the all-integer (int16 gate math) TFLite Micro lowering, from one reference pass.
+
+The integer cell (:mod:`.icell`) holds every activation as int16 with zero point 0 (TFLM's
+int16 ADD, MUL, LOGISTIC, TANH and 16x8 FULLY_CONNECTED require zero point 0) and a
+power-of-two scale that covers the calibrated magnitude with :data:`MARGIN` headroom, like
+the cell state of TFLite's integer LSTM kernel. Only the graph input and outputs are int8.
+
+The magnitudes come from :func:`edgelstm.reference.reference_model` itself through its
+observer hook (no second copy of the LSTM math): the gate partial sums, the cell state,
+o * act(c), and the matrix products laid out as this lowering stacks them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgelstm.ir.model import LSTMModel
+from edgelstm.ir.options import CompileOptions
+from edgelstm.quant.qparams import asymmetric_int8
+from edgelstm.reference import LAYER_NORM_EPSILON, reference_model
+from edgelstm.targets.tflite.builder import Quantization
+from edgelstm.targets.tflite.quant_desc import quantization
+from edgelstm.targets.tflite.unfused.params import DirectionParams, direction_params
+from edgelstm.targets.tflite.unfused.ranges import calibration_data
+
+INT16_MAX = 32767
+MARGIN = 1.5
+"""Headroom over the calibrated magnitude before rounding the scale up to a power of two
+(so 1.5x-3x): data a little beyond the calibration set does not saturate, at the cost of at
+most 1.6 of int16's 15 bits."""
+JOINT = "all"
+"""Key of the one layer norm over every gate ([B, G, N]) of a cell without peepholes."""
+Q15 = 2.0**-15
+"""Scale of LOGISTIC/TANH outputs (TFLM requires 2^-15) and of o * act(c) in [-1, 1]."""
+
+
+def pot_scale(absmax: float, margin: float = MARGIN) -> float:
+    """The power-of-two int16 scale covering ``absmax * margin`` (2^-15 for tiny ranges)."""
+    need = max(float(absmax) * margin, 1e-9) / INT16_MAX
+    return max(2.0 ** math.ceil(math.log2(need)), 2.0**-24)
+
+
+def q16(scale: float) -> Quantization:
+    """Symmetric int16 quantization at ``scale``."""
+    return Quantization((float(scale),), (0,))
+
+
+@dataclass(frozen=True)
+class LayerNormQuant:
+    """int16 scales of one gate's integer layer norm (see :meth:`.icell.IntCell.layer_norm`)."""
+
+    d: float
+    """z - mean(z)."""
+    var: float
+    """mean((z - mean)^2) (and the squared differences)."""
+    rs: float
+    """rsqrt(var) (covers 1 / sqrt(one var code): var is clamped to >= 1 code)."""
+    n1: float
+    """Stage 1: d * rsqrt(var), |n1| <= 1.25 sqrt(N) (the variance's rounding)."""
+    sq2: float
+    """n1^2."""
+    var2: float
+    """mean(n1^2) <= 1.5."""
+    rs2: float
+    """rsqrt(max(var2, 1/64)) <= 8."""
+    n: float
+    """Normalised: |n| <= sqrt(N - 1)."""
+    nc: float
+    """n * coefficient."""
+    out: float
+    """n * coefficient + bias: the gate pre-activation."""
+
+
+@dataclass(frozen=True)
+class IntCellQuant:
+    """int16 scales of one direction's integer cell."""
+
+    x: float
+    """The layer input x_t."""
+    xw: float
+    """x W^T (+ b without layer norm)."""
+    h: float
+    """h (the recurrent FC's input and the direction's output)."""
+    rh: float
+    """R h."""
+    z: float
+    """x W^T (+ b) + R h, every gate."""
+    c: float
+    """The cell state (a power of two, as in TFLite's kernel)."""
+    pc: dict[str, float] = field(default_factory=dict)
+    """Peephole product c * p_g per gate."""
+    zp: dict[str, float] = field(default_factory=dict)
+    """The gate's sum after its peephole term."""
+    cg: float = 0.0
+    """CIFG: c - g."""
+    ln: dict[str, LayerNormQuant] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IntQuant:
+    """Every scale of the integer lowering: per layer input/xw, per direction the cell."""
+
+    input8: Quantization
+    """The int8 graph input (asymmetric)."""
+    layer_in: tuple[float, ...]
+    """int16 scale of each layer's input sequence."""
+    cells: dict[tuple[int, int], IntCellQuant]
+    logits: float = 1.0
+    """The dense head's int16 logits."""
+
+
+class _Stats:
+    """Magnitudes of one direction (a :class:`edgelstm.reference.StepObserver`)."""
+
+    def __init__(self, p: DirectionParams) -> None:
+        self.p = p
+        self.peak: dict[str, float] = {}
+        self.lo, self.hi = np.inf, -np.inf
+
+    def see(self, name: str, v: np.ndarray) -> None:
+        m = float(np.max(np.abs(v))) if np.size(v) else 0.0
+        self.peak[name] = max(self.peak.get(name, 0.0), m)
+
+    def gate(self, gate: str, partials: tuple[np.ndarray, ...], value: np.ndarray) -> None:
+        p = self.p
+        k = p.gates.index(gate)
+        n = p.spec.n_cell
+        bias = p.bias[k * n : (k + 1) * n] if p.bias_in_gemm else 0.0
+        self.see("z", partials[1] + bias)
+        if len(partials) > 2:
+            self.see(f"pc.{gate}", partials[2] - partials[1])
+            self.see(f"zp.{gate}", partials[2] + bias)
+        if p.spec.layer_norm:
+            z = partials[-1]
+            mean = z.mean(-1, keepdims=True)
+            d = z - mean
+            var = (d * d).mean(-1, keepdims=True)
+            rs = 1.0 / np.sqrt(var + LAYER_NORM_EPSILON)
+            assert p.ln is not None
+            self.see(f"ln.d.{gate}", d)
+            self.see(f"ln.var.{gate}", d * d)
+            self.see(f"ln.rs.{gate}", rs)
+            self.see(f"ln.n.{gate}", d * rs)
+            self.see(f"ln.nc.{gate}", d * rs * p.ln[k])
+            self.see(f"ln.out.{gate}", value)
+
+    def cell(self, c: np.ndarray) -> None:
+        self.see("c", c)
+
+    def hidden(self, m: np.ndarray) -> None:
+        p = self.p
+        if p.proj is not None:
+            y = m @ p.proj.astype(np.float64).T
+            self.see("proj", y + (p.proj_bias if p.proj_bias is not None else 0.0))
+
+    def sequence(self, x: np.ndarray, y: np.ndarray) -> None:
+        p = self.p
+        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        bias = p.bias if p.bias_in_gemm else 0.0
+        self.see("xw", x @ p.w.astype(np.float64).T + bias)
+        prev = np.concatenate([np.zeros_like(y[:, :1]), y[:, :-1]], axis=1)
+        self.see("rh", prev @ p.r.astype(np.float64).T)
+
+
+class _ModelStats:
+    def __init__(self, model: LSTMModel) -> None:
+        self.dirs = {(v.k, v.d): _Stats(direction_params(v.weights)) for v in model.walk()}
+        self.logits = 0.0
+
+    def direction(self, layer: int, direction: int) -> _Stats:
+        return self.dirs[layer, direction]
+
+    def head_logits(self, z: np.ndarray) -> None:
+        self.logits = max(self.logits, float(np.max(np.abs(z))))
+
+
+def _cell_quant(s: _Stats, x: float, h: float) -> IntCellQuant:
+    spec, pk = s.p.spec, s.peak
+    c_peak = spec.cell_clip if spec.cell_clip > 0 else pk.get("c", 0.0)
+    c = pot_scale(c_peak, 1.0 if spec.cell_clip > 0 else MARGIN)
+    gates = [g for g in s.p.gates if f"pc.{g}" in pk]
+    ln = {}
+    root = math.sqrt(spec.n_cell)
+    groups = {g: (g,) for g in s.p.gates}
+    if not spec.peephole:  # normalised together: the widest gate's scales
+        groups = {JOINT: s.p.gates}
+
+    def peak(name: str, gates: tuple[str, ...]) -> float:
+        return max(pk[f"ln.{name}.{g}"] for g in gates)
+
+    for key, members in groups.items() if spec.layer_norm else ():
+        var = pot_scale(peak("var", members))
+        ln[key] = LayerNormQuant(
+            d=pot_scale(peak("d", members)),
+            var=var,
+            rs=pot_scale(var**-0.5, 1.0),
+            n1=pot_scale(1.25 * root, 1.0),
+            sq2=pot_scale(1.6 * spec.n_cell, 1.0),
+            var2=pot_scale(1.6, 1.0),
+            rs2=pot_scale(8.0, 1.0),
+            n=pot_scale(root, 1.0),
+            nc=pot_scale(peak("nc", members)),
+            out=pot_scale(peak("out", members)),
+        )
+    return IntCellQuant(
+        x=x,
+        xw=pot_scale(pk.get("xw", 0.0)),
+        h=h,
+        rh=pot_scale(pk.get("rh", 0.0)),
+        z=pot_scale(pk.get("z", 0.0)),
+        c=c,
+        pc={g: pot_scale(pk[f"pc.{g}"]) for g in gates},
+        zp={g: pot_scale(pk[f"zp.{g}"]) for g in gates},
+        cg=pot_scale(c_peak + 1.0),
+        ln=ln,
+    )
+
+
+def int_params(model: LSTMModel, options: CompileOptions) -> IntQuant:
+    """Every scale the integer lowering needs, from the calibration data."""
+    xs = calibration_data(model, options)
+    stats = _ModelStats(model)
+    reference_model(model, np.swapaxes(xs, 0, 1) if model.time_major else xs, observer=stats)
+    first = stats.dirs[0, 0]
+    input8 = quantization(asymmetric_int8(first.lo, first.hi))
+    layer_in, cells = [], {}
+    in_scale = float(input8.scale[0])
+    for visit in model.walk_layers():
+        dirs = [stats.dirs[visit.k, v.d] for v in visit.directions]
+        layer_in.append(in_scale)
+        # every direction of a layer shares h's scale: CONCATENATION does not rescale int16
+        if all(s.p.proj is not None for s in dirs):
+            h = pot_scale(max(s.peak.get("proj", 0.0) for s in dirs))
+            clip = max(s.p.spec.proj_clip for s in dirs)
+            h = min(h, pot_scale(clip, 1.0)) if clip > 0 else h
+        else:  # (mixed projection across directions: the widest)
+            proj = [pot_scale(s.peak.get("proj", 0.0)) for s in dirs if s.p.proj is not None]
+            h = max([Q15, *proj])
+        for v, s in zip(visit.directions, dirs, strict=True):
+            cells[visit.k, v.d] = _cell_quant(s, in_scale, h)
+        in_scale = h
+    return IntQuant(input8, tuple(layer_in), cells, pot_scale(stats.logits))
