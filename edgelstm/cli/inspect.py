@@ -34,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from edgelstm.inspect import format_info, inspect_model
 
     info = inspect_model(args.model)
-    text = json.dumps(info.to_dict(), indent=2, default=str) if args.json else format_info(info)
+    if args.json:
+        text = json.dumps(info.to_dict(), indent=2, default=str)
+    else:
+        text = format_info(info, measure_arena=True)
     try:
         print(text)
     except BrokenPipeError:  # `edgelstm inspect m.tflite | head` closed the pipe early

@@ -85,8 +85,28 @@ def _lstm_node_lines(nodes: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def format_info(info: ModelInfo) -> str:
-    """Human-readable report (what ``edgelstm inspect`` prints)."""
+def _segment_lines(segments: Any) -> list[str]:
+    """A linked whole model: which ops came from which converter, and how the parts join."""
+    parts = segments.get("segments") if isinstance(segments, dict) else None
+    if not isinstance(parts, list) or len(parts) < 2:
+        return []
+    lines = [f"segments: {len(parts)} parts linked into one graph"]
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        ops = part.get("ops") or [None, None]
+        what = "edgelstm (fused LSTMs)" if part.get("kind") == "edgelstm" else "TFLite converter"
+        lines.append(f"  [{part.get('index')}] {what}: ops {ops[0]}..{ops[1]} ")
+    for b in segments.get("boundaries") or []:
+        if isinstance(b, dict) and b.get("link") != "direct":
+            lines.append(f"  boundary {b.get('producer')} -> {b.get('consumer')}: {b.get('link')}")
+    return [line.rstrip() for line in lines]
+
+
+def format_info(info: ModelInfo, measure_arena: bool = False) -> str:
+    """Human-readable report (what ``edgelstm inspect`` prints). ``measure_arena``: find the
+    TFLM arena on TFLite Micro itself (~1 s, when tflite-micro is installed) instead of the
+    estimate from tensor sizes."""
     lines = [
         f"{info.path}: {info.format}, {info.size_bytes:,} bytes "
         f"(weights {info.weight_bytes:,}), quantization: {info.quantization}",
@@ -97,7 +117,8 @@ def format_info(info: ModelInfo) -> str:
     if info.state_across_invokes is not None:
         lines.append(f"state: {STATE_WORDS[info.state_across_invokes]}")
     if info.format == "tflite":
-        lines.append(tflm_verdict(info))
+        lines.extend(_segment_lines(info.metadata.get("edgelstm.segments")))
+        lines.append(tflm_verdict(info, measure=measure_arena))
     for label, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(f"{label}:")
         lines.extend(_tensor_line(t.name, t) for t in tensors)

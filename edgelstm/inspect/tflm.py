@@ -94,6 +94,12 @@ def tflm_blockers(info: ModelInfo) -> list[str]:
     for op in info.ops:
         if op.op == LSTM_OP:
             reasons.extend(_lstm_blockers(op))
+    dynamic = [t.name for t in info.inputs if any(not isinstance(d, int) or d < 0 for d in t.shape)]
+    if dynamic:
+        reasons.append(
+            f"input {dynamic[0]!r} has a dynamic shape: TFLite Micro needs fixed shapes "
+            "(compile with --target tflm --seq-len T, or --batch B --seq-len T)"
+        )
     return reasons
 
 
@@ -164,6 +170,9 @@ def estimate_arena(info: ModelInfo) -> int | None:
     return main + max(peaks.values(), default=0) + books + scratch
 
 
+NOT_MEASURED = "TFLM arena: not measured"
+
+
 def tflm_arena_line(info: ModelInfo, measure: bool = False) -> str:
     """``TFLM arena: N B (measured ...)`` when tflite-micro is installed (and ``measure``),
     else the labelled estimate of :func:`estimate_arena`; "" for files TFLM cannot run."""
@@ -175,7 +184,7 @@ def tflm_arena_line(info: ModelInfo, measure: bool = False) -> str:
         try:
             arena = min_arena(info.path)
         except Exception as exc:  # noqa: BLE001 - inspect reports, never fails, on this line
-            return f"TFLM arena: not measured ({type(exc).__name__}: {exc})"
+            return f"{NOT_MEASURED} ({type(exc).__name__}: {exc})"
         return f"TFLM arena: {arena:,} B (measured on TFLite Micro: smallest that runs)"
     estimate = estimate_arena(info)
     if estimate is None:
@@ -198,4 +207,6 @@ def tflm_verdict(info: ModelInfo, measure: bool = False) -> str:
     if not reasons and isinstance(gates, str) and gates in GATE_WORDS:  # untrusted metadata
         text += f" ({GATE_WORDS[gates]})"
     line = tflm_arena_line(info, measure) if not reasons else ""
+    if line.startswith(NOT_MEASURED):  # TFLM itself refused it: the verdict is its answer
+        return f"loads on TFLM: no ({line[len(NOT_MEASURED) :].strip(' ()')})"
     return text + (f"\n{line}" if line else "")
