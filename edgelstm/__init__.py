@@ -53,6 +53,8 @@ _LAZY: dict[str, str] = {
     "VerifyResult": "edgelstm.measure.verify",
     "verify": "edgelstm.measure.verify",
     "link_chain": "edgelstm.targets.tflite.link",
+    "ExplainReport": "edgelstm.measure.explain",
+    "explain_int8": "edgelstm.measure.explain",
     "rewrite_onnx": "edgelstm.targets.onnx.rewrite",
     "TFLiteConverter": "edgelstm.whole",
     "from_torch_module": "edgelstm.whole",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
     )
     from edgelstm.inspect import ModelInfo, inspect_model
     from edgelstm.measure.bench import BenchResult, bench
+    from edgelstm.measure.explain import ExplainReport, explain_int8
     from edgelstm.measure.optimize import optimize_latency
     from edgelstm.measure.report import Report, build_report, write_report
     from edgelstm.measure.verify import VerifyResult, verify
@@ -115,6 +118,7 @@ __all__ = [
     "CompileOptions",
     "DenseHead",
     "EdgeLSTMError",
+    "ExplainReport",
     "InputDataError",
     "Int8Options",
     "LSTMLayer",
@@ -139,6 +143,7 @@ __all__ = [
     "__version__",
     "bench",
     "build_report",
+    "explain_int8",
     "from_keras",
     "from_npz",
     "from_onnx",

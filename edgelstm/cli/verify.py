@@ -16,6 +16,7 @@ EPILOG = """examples:
   edgelstm verify model.tflite
   edgelstm verify model.tflite --against model.keras --data x.npy --tolerance 1e-5
   edgelstm verify model.onnx --sequences 64 --seq-len 20 --json
+  edgelstm verify model_int8.tflite --against model.npz --data x.npy --explain
 """
 
 
@@ -75,6 +76,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--no-framework", action="store_true", help="do not run the source's own framework"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="full-int8 .tflite: replay the integer kernel step by step against the float64 "
+        "reference and report, per layer and tensor, the error in the tensor's own LSB, the "
+        "fraction saturated, and which stage the output error comes from",
+    )
     return p
 
 
@@ -96,8 +104,26 @@ def run(args: argparse.Namespace) -> int:
         run_framework=not args.no_framework,
         time_major=args.time_major,
     )
+    report = None
+    if args.explain:
+        from edgelstm.measure.explain_file import explain_file
+
+        report = explain_file(
+            args.model,
+            args.against,
+            args.data,
+            time_major=args.time_major,
+            seed=args.seed,
+            sequences=args.sequences,
+            seq_len=args.seq_len,
+        )
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        out = result.to_dict()
+        if report is not None:
+            out["explain"] = report.to_dict()
+        print(json.dumps(out, indent=2))
     else:
         print(format_result(result))
+        if report is not None:
+            print(report.format())
     return EXIT_TOLERANCE if result.passed is False else 0

@@ -15,7 +15,7 @@ from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.options import CompileOptions
 from edgelstm.ir.weights import LSTMWeights
 from edgelstm.quant.model_plan import ModelPlan, quantize_model
-from edgelstm.quant.plan import EstimatorChoice, HiddenMode
+from edgelstm.quant.plan import EstimatorChoice, HiddenMode, Rounding
 from edgelstm.reference import reference_model
 
 
@@ -62,13 +62,16 @@ def compile_int8(
     plan: ModelPlan | None = None,
     estimator: EstimatorChoice = None,
     hidden: HiddenMode = "zero",
+    rounding: Rounding = "compensated",
 ) -> tuple[bytes, ModelPlan]:
     """(float-I/O int8 .tflite bytes with a resizable batch, its plan); ``estimator`` and
     ``hidden`` go to :func:`~edgelstm.quant.model_plan.quantize_model` (without ``plan``)."""
     from edgelstm.targets.tflite.int8 import to_tflite_int8
 
     model = LSTMModel.of(model)
-    plan = plan or quantize_model(model, calibration, estimator=estimator, hidden=hidden)
+    plan = plan or quantize_model(
+        model, calibration, estimator=estimator, hidden=hidden, rounding=rounding
+    )
     options = CompileOptions(batch=None, quantize="int8", calibration=calibration)
     return to_tflite_int8(model, options, plan), plan
 
@@ -80,10 +83,13 @@ def evaluate_int8(
     *,
     estimator: EstimatorChoice = None,
     hidden: HiddenMode = "zero",
+    rounding: Rounding = "compensated",
 ) -> tuple[ErrorStats, ModelPlan, bytes]:
     """Calibrate, compile, run on ``held_out``; error against :func:`reference_model`."""
     model = LSTMModel.of(model)
-    data, plan = compile_int8(model, calibration, estimator=estimator, hidden=hidden)
+    data, plan = compile_int8(
+        model, calibration, estimator=estimator, hidden=hidden, rounding=rounding
+    )
     y = run_tflite(data, held_out)
     ref = reference_model(model, held_out).output
     return error_stats(y, ref, plan.output.scale), plan, data

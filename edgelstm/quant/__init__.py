@@ -17,12 +17,16 @@ TFLite builder writes them.
 
 Range estimators (:mod:`.estimators`): default ``percentile`` for the input and ``minmax``
 for the recurrent output/hidden state (:data:`DEFAULT_ESTIMATORS` says why, with numbers).
+Weight codes: ``compensated`` rounding on the calibration's second moments by default
+(:mod:`.rounding`). The kernel itself is replayed bit for bit by :mod:`.kernel_sim`
+(:mod:`.fixedpoint`, :mod:`.layer_norm_int`) for ``verify --explain``.
 """
 
-from edgelstm.quant.calibrate import Calibration, DirectionStats, calibrate
+from edgelstm.quant.calibrate import Calibration, DirectionStats, Moments, calibrate
 from edgelstm.quant.estimators import ESTIMATORS, Observer
+from edgelstm.quant.kernel_sim import KernelSim
 from edgelstm.quant.model_plan import HeadPlan, ModelPlan, plan_model, quantize_model
-from edgelstm.quant.plan import DEFAULT_ESTIMATORS, Int8Plan, plan_direction
+from edgelstm.quant.plan import DEFAULT_ESTIMATORS, ROUNDINGS, Int8Plan, plan_direction
 from edgelstm.quant.qparams import ChannelParams, QuantParams
 from edgelstm.quant.support import TARGET, check_model, check_spec
 from edgelstm.quant.tensor import QuantTensor
@@ -30,13 +34,16 @@ from edgelstm.quant.tensor import QuantTensor
 __all__ = [
     "DEFAULT_ESTIMATORS",
     "ESTIMATORS",
+    "ROUNDINGS",
     "TARGET",
     "Calibration",
     "ChannelParams",
     "DirectionStats",
     "HeadPlan",
     "Int8Plan",
+    "KernelSim",
     "ModelPlan",
+    "Moments",
     "Observer",
     "QuantParams",
     "QuantTensor",

@@ -62,6 +62,43 @@ class Products:
 
 
 @dataclass
+class Moments:
+    """Running ``sum u u^T`` of what the gates read, ``u = [x_t; h_{t-1}; 1]``, and of what
+    the projection reads, ``[m_t; 1]`` (float64 sums of float32 products; no history kept)."""
+
+    gates: np.ndarray | None = None
+    hidden: np.ndarray | None = None
+    count: int = 0
+    hidden_count: int = 0
+
+    @staticmethod
+    def _gram(u: np.ndarray) -> np.ndarray:
+        rows = u.reshape(-1, u.shape[-1])
+        flat = np.concatenate([rows, np.ones((rows.shape[0], 1), u.dtype)], axis=1)
+        return (flat.T @ flat).astype(np.float64)
+
+    def add_gate_inputs(self, x: np.ndarray, y: np.ndarray) -> None:
+        prev = np.concatenate([np.zeros_like(y[:, :1]), y[:, :-1]], axis=1)
+        g = self._gram(np.concatenate([x.astype(y.dtype, copy=False), prev], axis=-1))
+        self.gates = g if self.gates is None else self.gates + g
+        self.count += x.shape[0] * x.shape[1]
+
+    def add_hidden(self, m: np.ndarray) -> None:
+        g = self._gram(m)
+        self.hidden = g if self.hidden is None else self.hidden + g
+        self.hidden_count += m.shape[0]
+
+    def gate_hessian(self) -> np.ndarray | None:
+        """``E[u u^T]`` over the calibration, or None when nothing was seen."""
+        return None if self.gates is None or not self.count else self.gates / self.count
+
+    def hidden_hessian(self) -> np.ndarray | None:
+        if self.hidden is None or not self.hidden_count:
+            return None
+        return self.hidden / self.hidden_count
+
+
+@dataclass
 class DirectionStats:
     """Everything observed for one LSTM direction (a :class:`~edgelstm.reference.StepObserver`)."""
 
@@ -75,6 +112,8 @@ class DirectionStats:
     """Also observe these matrix products (``xw``, ``h``, ``rh``)."""
     reversed_input: bool = False
     """The direction runs over the reversed sequence (``xw`` is observed in input order)."""
+    moments: Moments | None = field(default=None, repr=False, compare=False)
+    """Also accumulate the second moments the compensated rounding needs (:mod:`.rounding`)."""
 
     def __post_init__(self) -> None:
         self.observer("input")  # creation order seeds each observer's sample
@@ -114,6 +153,8 @@ class DirectionStats:
     def hidden(self, m: np.ndarray) -> None:
         if self.weights.spec.projection:
             self.observer("hidden").update(m)
+            if self.moments is not None:
+                self.moments.add_hidden(m)
 
     def sequence(self, x: np.ndarray, y: np.ndarray) -> None:
         self.observer("input").update(x)
@@ -123,6 +164,8 @@ class DirectionStats:
         self.steps += batch * steps
         if self.products is not None:
             self._observe_products(x, y)
+        if self.moments is not None:
+            self.moments.add_gate_inputs(x, y)
 
     def _observe_products(self, x: np.ndarray, y: np.ndarray) -> None:
         """The products' operands, computed as the lowering computes them (same layout, same
@@ -179,6 +222,7 @@ def calibrate(
     *,
     batch_size: int = BATCH_SIZE,
     progress: bool | None = None,
+    moments: bool = True,
 ) -> Calibration:
     """Observe every range the int8 kernel needs on ``data``.
 
@@ -186,10 +230,15 @@ def calibrate(
     [B, T, I] / [T, I] arrays (lengths may differ between items). ``progress``: show a rich
     progress bar on a terminal stderr (None = only when the CLI turned bars on and the
     work is long; see :func:`edgelstm._io.progress`).
+    ``moments``: also accumulate the second moments of the gates' and the projection's inputs
+    (:class:`Moments`, for the compensated weight rounding).
     Raises :class:`~edgelstm.errors.CalibrationError` for unusable data.
     """
     model = LSTMModel.of(model)
-    stats = tuple(tuple(DirectionStats(d) for d in layer.directions) for layer in model.layers)
+    stats = tuple(
+        tuple(DirectionStats(d, moments=Moments() if moments else None) for d in layer.directions)
+        for layer in model.layers
+    )
     calib = Calibration(model, stats, dtype=np.float32)
     batches: Iterator[np.ndarray] = as_batches(data, model.n_input, batch_size)
     total = None

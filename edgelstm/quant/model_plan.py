@@ -23,10 +23,12 @@ from edgelstm.quant.plan import (
     EstimatorChoice,
     HiddenMode,
     Int8Plan,
+    Rounding,
     estimator_label,
     output_params,
     plan_direction,
     resolve_estimators,
+    state_range,
 )
 from edgelstm.quant.qparams import QuantParams, asymmetric_int8
 from edgelstm.quant.support import check_model
@@ -79,8 +81,10 @@ def plan_model(
     estimator: EstimatorChoice = None,
     hidden: HiddenMode = "zero",
     output_columns: np.ndarray | None = None,
+    rounding: Rounding = "compensated",
 ) -> ModelPlan:
-    """Quantize every direction of a calibrated model, chaining params between layers."""
+    """Quantize every direction of a calibrated model, chaining params between layers
+    (``rounding``: see :data:`edgelstm.quant.plan.ROUNDINGS`)."""
     model = calib.model
     check_model(model)
     input_params: QuantParams | None = None
@@ -90,7 +94,10 @@ def plan_model(
         shared = None
         if len(layer_stats) > 1:  # one set of output params for both directions
             name = resolve_estimators(estimator)["output"]
-            ranges = [estimate(s.observers["output"], name, symmetric=False) for s in layer_stats]
+            ranges = [
+                state_range(s.weights.spec, estimate(s.observers["output"], name, symmetric=False))
+                for s in layer_stats
+            ]
             shared = output_params([s.weights.spec for s in layer_stats], ranges)
         plans = tuple(
             plan_direction(
@@ -99,6 +106,7 @@ def plan_model(
                 input_params=input_params,
                 shared_output=shared,
                 hidden=hidden,
+                rounding=rounding,
             )
             for s in layer_stats
         )
@@ -136,6 +144,7 @@ def quantize_model(
     estimator: EstimatorChoice = None,
     progress: bool | None = None,
     hidden: HiddenMode = "zero",
+    rounding: Rounding = "compensated",
 ) -> ModelPlan:
     """Check support, calibrate on ``data`` and plan every tensor of ``model`` for int8.
 
@@ -145,8 +154,9 @@ def quantize_model(
     padded = pad_for_int8(LSTMModel.of(model))
     check_model(padded.model)
     return plan_model(
-        calibrate(padded.model, data, progress=progress),
+        calibrate(padded.model, data, progress=progress, moments=rounding == "compensated"),
         estimator=estimator,
         hidden=hidden,
         output_columns=padded.output_columns,
+        rounding=rounding,
     )

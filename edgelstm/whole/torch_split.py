@@ -34,7 +34,18 @@ ONNX_WAY_OUT = (
 )
 
 
+_IMPORT_NOISE = ("torchao", "torch.utils._pytree")
+"""Loggers that warn while litert-torch imports (torchao's CUDA-only kernels missing on a CPU
+wheel, a torch deprecation inside torchao): noise to a user, silenced for the import only."""
+
+
 def _litert_torch() -> Any:
+    import logging
+
+    loggers = [logging.getLogger(name) for name in _IMPORT_NOISE]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         import litert_torch
     except ImportError:
@@ -43,6 +54,9 @@ def _litert_torch() -> Any:
             f"the LSTMs: {LITERT_TORCH_EXTRA} (litert-torch 0.10, installs with torch 2.13); "
             + ONNX_WAY_OUT
         ) from None
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
     return litert_torch
 
 

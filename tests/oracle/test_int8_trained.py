@@ -1,0 +1,100 @@
+"""Every int8 path on trained LSTMs (the corpus of ``tools/bench_int8_trained.py``).
+
+Oracles: the float64 reference of the source weights, and LiteRT running the int8 file (the
+``--explain`` replay must reproduce its codes exactly). Measured values are printed; the
+issue's thresholds (RMSE <= 2 output LSB, max <= 0.1 of the output half-width, <= 0.2 %
+decision flips) are asserted where they are met, and the rest is pinned near today's numbers
+so a regression shows. The Silero VAD is fetched from the faster-whisper wheel (slow).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgelstm.measure.explain import explain_int8
+from edgelstm.quant.model_plan import quantize_model
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "bench_int8_trained", ROOT / "tools" / "bench_int8_trained.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_int8_trained"] = bench  # dataclasses look their module up
+_spec.loader.exec_module(bench)
+
+# name -> (full int8 RMSE LSB bound, max-fraction bound, flips bound). The issue's targets
+# (2 LSB, 0.1, 0.002) where met; else today's value + margin (measured, compensated rounding:
+# jv_cifg_ln max 0.32; char_lm flips 0.03 — 6.5% of its steps have a top-2 logit gap < 0.1,
+# below the int8 logits' LSB of 0.13; vad 3.9 LSB, max 0.85, flips 0.011 — `--explain`: the
+# Q3.12 gate partial sums saturate).
+BOUNDS = {
+    "jv": (2.0, 0.1, 0.002),
+    "jv_cifg_ln": (2.0, 0.4, 0.002),
+    "char_lm": (2.0, 0.1, 0.05),
+    "vad": (5.0, 0.95, 0.02),
+}
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return [bench.japanese_vowels(), bench.japanese_vowels("cifg_ln"), bench.char_lm()]
+
+
+def _check(entry) -> None:
+    rows = bench.measure(entry)
+    print(f"\n{entry.name}: " + "; ".join(f"{k}: {v}" for k, v in rows.items()))
+    rmse_bound, frac_bound, flips_bound = BOUNDS[entry.name]
+    comp, near = rows["compensated"], rows["nearest"]
+    assert comp["rmse_lsb"] <= rmse_bound, comp
+    assert comp["rmse_lsb"] <= 1.02 * near["rmse_lsb"], (comp, near)  # the default helps
+    assert comp["max_frac"] <= frac_bound, comp
+    assert comp["flips"] <= flips_bound, comp
+    # hybrid and ONNX dynamic: same int8 weights, float activations; reported, bounded loosely
+    for path in ("hybrid", "onnx_dynamic"):
+        assert rows[path]["rmse_lsb"] <= max(2.0, 2 * near["rmse_lsb"]), (path, rows[path])
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["jv", "jv_cifg_ln", "char_lm"])
+def test_bundled_models(bundled, index):
+    _check(bundled[index])
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["jv", "jv_cifg_ln"])
+def test_explain_replays_the_trained_file_exactly(bundled, index):
+    entry = bundled[index]
+    lstm = entry.lstm_only
+    plan = quantize_model(lstm, entry.calibration)
+    report = explain_int8(lstm, entry.held_out[:64], plan=plan, ablate=False)
+    print(f"\n{entry.name}:\n{report.format()}")
+    assert report.runtime_mismatch == 0.0
+
+
+@pytest.fixture(scope="module")
+def vad_entry(tmp_path_factory):
+    path = bench.fetch_vad(tmp_path_factory.mktemp("wheel"))
+    if path is None:
+        pytest.skip(f"cannot download {bench.WHEEL}")
+    return bench.vad(path)
+
+
+@pytest.mark.slow
+def test_silero_vad(vad_entry):
+    _check(vad_entry)
+
+
+@pytest.mark.slow
+def test_silero_vad_explain_names_the_gates(vad_entry):
+    """On the VAD the kernel replay is exact and the diagnosis is the Q3.12 gates."""
+    lstm = vad_entry.lstm_only
+    plan = quantize_model(lstm, vad_entry.calibration)
+    report = explain_int8(lstm, vad_entry.held_out, plan=plan)
+    print(f"\nvad:\n{report.format()}")
+    assert report.runtime_mismatch == 0.0
+    assert report.culprit == "gates"
+    assert report.ablations["all integer stages"][0] < 0.25 * report.output_rmse_lsb
+    assert np.isfinite(report.output_max)
