@@ -54,7 +54,7 @@ _LAZY: dict[str, str] = {
     "verify": "edgelstm.measure.verify",
     "link_chain": "edgelstm.targets.tflite.link",
     "ExplainReport": "edgelstm.measure.explain",
-    "explain_int8": "edgelstm.measure.explain",
+    "explain_int8": "edgelstm.measure.explain_file",
     "rewrite_onnx": "edgelstm.targets.onnx.rewrite",
     "TFLiteConverter": "edgelstm.whole",
     "from_torch_module": "edgelstm.whole",
@@ -74,7 +74,8 @@ if TYPE_CHECKING:  # static tools see the lazy names as ordinary imports
     )
     from edgelstm.inspect import ModelInfo, inspect_model
     from edgelstm.measure.bench import BenchResult, bench
-    from edgelstm.measure.explain import ExplainReport, explain_int8
+    from edgelstm.measure.explain import ExplainReport
+    from edgelstm.measure.explain_file import explain_int8
     from edgelstm.measure.optimize import optimize_latency
     from edgelstm.measure.report import Report, build_report, write_report
     from edgelstm.measure.verify import VerifyResult, verify

@@ -28,6 +28,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _tflm_arena(info):
+    """The arena measured on TFLite Micro (~1 s) when it is installed and the file can load
+    there, or the error TFLM raised; None otherwise (inspect prints the estimate)."""
+    import importlib.util
+
+    from edgelstm.inspect.tflm import tflm_blockers
+
+    if info.format != "tflite" or tflm_blockers(info):
+        return None
+    if importlib.util.find_spec("tflite_micro") is None:
+        return None
+    from edgelstm.runtime.tflm import min_arena
+
+    try:
+        return min_arena(info.path)
+    except Exception as exc:  # noqa: BLE001 - inspect reports TFLM's refusal, never fails on it
+        return exc
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -37,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         text = json.dumps(info.to_dict(), indent=2, default=str)
     else:
-        text = format_info(info, measure_arena=True)
+        text = format_info(info, _tflm_arena(info))
     try:
         print(text)
     except BrokenPipeError:  # `edgelstm inspect m.tflite | head` closed the pipe early

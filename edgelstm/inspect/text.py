@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from edgelstm.inspect.info import LSTM_OP, ModelInfo, TensorInfo
-from edgelstm.inspect.tflm import tflm_verdict
+from edgelstm.inspect.tflm import Measured, tflm_verdict
 from edgelstm.ir.roles import ROLES
 
 
@@ -103,10 +103,9 @@ def _segment_lines(segments: Any) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def format_info(info: ModelInfo, measure_arena: bool = False) -> str:
-    """Human-readable report (what ``edgelstm inspect`` prints). ``measure_arena``: find the
-    TFLM arena on TFLite Micro itself (~1 s, when tflite-micro is installed) instead of the
-    estimate from tensor sizes."""
+def format_info(info: ModelInfo, tflm_arena: Measured = None) -> str:
+    """Human-readable report (what ``edgelstm inspect`` prints). ``tflm_arena``: the arena
+    measured on TFLite Micro (bytes) or the error it raised; None prints the estimate."""
     lines = [
         f"{info.path}: {info.format}, {info.size_bytes:,} bytes "
         f"(weights {info.weight_bytes:,}), quantization: {info.quantization}",
@@ -118,7 +117,7 @@ def format_info(info: ModelInfo, measure_arena: bool = False) -> str:
         lines.append(f"state: {STATE_WORDS[info.state_across_invokes]}")
     if info.format == "tflite":
         lines.extend(_segment_lines(info.metadata.get("edgelstm.segments")))
-        lines.append(tflm_verdict(info, measure=measure_arena))
+        lines.append(tflm_verdict(info, tflm_arena))
     for label, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(f"{label}:")
         lines.extend(_tensor_line(t.name, t) for t in tensors)

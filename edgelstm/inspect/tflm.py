@@ -13,7 +13,6 @@ projection, CIFG and layer norm; it requires the 24-input form of the op.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 from edgelstm.inspect.info import LSTM_OP, ModelInfo, OpInfo, TensorInfo
@@ -173,19 +172,20 @@ def estimate_arena(info: ModelInfo) -> int | None:
 NOT_MEASURED = "TFLM arena: not measured"
 
 
-def tflm_arena_line(info: ModelInfo, measure: bool = False) -> str:
-    """``TFLM arena: N B (measured ...)`` when tflite-micro is installed (and ``measure``),
-    else the labelled estimate of :func:`estimate_arena`; "" for files TFLM cannot run."""
+Measured = int | BaseException | None
+"""An arena found on TFLite Micro itself (bytes), the error TFLM raised, or None (not run)."""
+
+
+def tflm_arena_line(info: ModelInfo, measured: Measured = None) -> str:
+    """``TFLM arena: N B (measured ...)`` for an arena measured on TFLM (by the caller: see
+    :func:`edgelstm.runtime.tflm.min_arena`), else the labelled estimate of
+    :func:`estimate_arena`; "" for files TFLM cannot run."""
     if info.format != "tflite" or tflm_blockers(info):
         return ""
-    if measure and importlib.util.find_spec("tflite_micro") is not None:
-        from edgelstm.runtime.tflm import min_arena
-
-        try:
-            arena = min_arena(info.path)
-        except Exception as exc:  # noqa: BLE001 - inspect reports, never fails, on this line
-            return f"{NOT_MEASURED} ({type(exc).__name__}: {exc})"
-        return f"TFLM arena: {arena:,} B (measured on TFLite Micro: smallest that runs)"
+    if isinstance(measured, BaseException):
+        return f"{NOT_MEASURED} ({type(measured).__name__}: {measured})"
+    if measured is not None:
+        return f"TFLM arena: {measured:,} B (measured on TFLite Micro: smallest that runs)"
     estimate = estimate_arena(info)
     if estimate is None:
         return "TFLM arena: no estimate (dynamic shapes: TFLM needs fixed ones)"
@@ -195,10 +195,9 @@ def tflm_arena_line(info: ModelInfo, measure: bool = False) -> str:
     )
 
 
-def tflm_verdict(info: ModelInfo, measure: bool = False) -> str:
+def tflm_verdict(info: ModelInfo, measured: Measured = None) -> str:
     """What ``edgelstm inspect`` prints: "loads on TFLM: yes" or "no (why)", and for a file
-    that loads the arena line (:func:`tflm_arena_line`; ``measure``: on TFLM itself, ~1 s)
-    beneath."""
+    that loads the arena line (:func:`tflm_arena_line`) beneath."""
     reasons = tflm_blockers(info)
     text = "loads on TFLM: " + ("yes" if not reasons else "no (" + "; ".join(reasons) + ")")
     meta = info.metadata.get("edgelstm")
@@ -206,7 +205,7 @@ def tflm_verdict(info: ModelInfo, measure: bool = False) -> str:
     gates = lowering.get("gates") if isinstance(lowering, dict) else None
     if not reasons and isinstance(gates, str) and gates in GATE_WORDS:  # untrusted metadata
         text += f" ({GATE_WORDS[gates]})"
-    line = tflm_arena_line(info, measure) if not reasons else ""
+    line = tflm_arena_line(info, measured) if not reasons else ""
     if line.startswith(NOT_MEASURED):  # TFLM itself refused it: the verdict is its answer
         return f"loads on TFLM: no ({line[len(NOT_MEASURED) :].strip(' ()')})"
     return text + (f"\n{line}" if line else "")

@@ -12,7 +12,6 @@ output error away is named.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -305,32 +304,24 @@ def runtime_codes(
     return out
 
 
-def explain_int8(
-    model: LSTMModel | LSTMWeights | str | os.PathLike[str],
+def explain_model(
+    model: LSTMModel | LSTMWeights,
     x: np.ndarray,
     *,
     calibration: np.ndarray | None = None,
     plan: ModelPlan | None = None,
     data: bytes | None = None,
-    source: object = None,
     check_runtime: bool = True,
     ablate: bool = True,
 ) -> ExplainReport:
     """Diagnose the full-int8 file of ``model`` on inputs ``x`` (the model's layout).
 
-    ``model`` may be a full-int8 .tflite path (``x`` then [N, T, I], as ``verify --data``):
-    its plan is read from the file and ``source``
-    (a source file or model; default: the file's provenance, as ``verify`` finds it) gives
-    the float weights (:func:`edgelstm.measure.explain_file.explain_file`).
+    (A .tflite path goes through :func:`edgelstm.measure.explain_file.explain_int8`.)
     ``plan``: the int8 plan to explain (default: calibrate on ``calibration`` — [N, T, I],
     as for compiling — else on ``x``). ``data``: the .tflite bytes of that plan (default:
     compiled here); LiteRT runs it to check the replay (``check_runtime``). ``ablate``:
     re-run with each stage exact.
     """
-    if isinstance(model, str | os.PathLike):
-        from edgelstm.measure.explain_file import explain_file
-
-        return explain_file(model, source, np.asarray(x, np.float32))  # x: [N, T, I]
     model = LSTMModel.of(model)
     xs = _batch_major(model, x)
     if plan is None:

@@ -2,7 +2,7 @@
 
 The quantization the kernel runs is in the file (codes, scales, zero points of every op
 tensor), so the plan is rebuilt from it — no calibration data needed — and replayed by
-:func:`edgelstm.measure.explain.explain_int8` against the float64 reference of the source
+:func:`edgelstm.measure.explain.explain_model` against the float64 reference of the source
 model (found as ``verify`` finds it: ``--against`` or the file's provenance).
 """
 
@@ -24,7 +24,8 @@ from edgelstm.ir.roles import (
     OUTPUT_STATE_INDEX,
     present_weight_roles,
 )
-from edgelstm.measure.explain import ExplainReport, explain_int8
+from edgelstm.ir.weights import LSTMWeights
+from edgelstm.measure.explain import ExplainReport, explain_model
 from edgelstm.quant.model_plan import ModelPlan
 from edgelstm.quant.pad import pad_for_int8
 from edgelstm.quant.plan import Int8Plan
@@ -136,4 +137,24 @@ def explain_file(
     xm = np.asarray(x, np.float64)
     if model.time_major:
         xm = xm.transpose(1, 0, 2)
-    return explain_int8(model, xm, plan=plan, data=raw)
+    return explain_model(model, xm, plan=plan, data=raw)
+
+
+def explain_int8(
+    model: LSTMModel | LSTMWeights | str | os.PathLike[str],
+    x: np.ndarray,
+    *,
+    source: object = None,
+    **options: Any,
+) -> ExplainReport:
+    """Diagnose a full-int8 model on inputs ``x``: the public entry (``verify --explain``).
+
+    ``model``: a full-int8 .tflite path (``x`` then [N, T, I], as ``verify --data``; its plan
+    is read from the file and ``source`` — a source file or model, default the file's
+    provenance as ``verify`` finds it — gives the float weights), or an LSTM model / weights
+    (``x`` in the model's layout; ``options`` as :func:`edgelstm.measure.explain.explain_model`:
+    ``calibration``, ``plan``, ``data``, ``check_runtime``, ``ablate``).
+    """
+    if isinstance(model, str | os.PathLike):
+        return explain_file(model, source, np.asarray(x, np.float32))
+    return explain_model(model, x, **options)

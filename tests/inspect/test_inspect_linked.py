@@ -30,3 +30,18 @@ def test_dynamic_batch_file_does_not_load_on_tflm(tmp_path):
     text = format_info(inspect_model(path))
     assert "loads on TFLM: no (input" in text
     assert "--seq-len T" in text
+
+
+def test_cli_inspect_prints_the_arena_measured_on_tflm(tmp_path, capsys):
+    """The CLI measures the arena on TFLite Micro itself when the tflm extra is installed."""
+    import pytest
+
+    pytest.importorskip("tflite_micro")
+    from edgelstm.cli.main import main
+    from edgelstm.runtime.tflm import min_arena
+
+    path = tmp_path / "fixed.tflite"
+    path.write_bytes(_lstm(3, 5, 0, 1))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"TFLM arena: {min_arena(path):,} B (measured on TFLite Micro" in out

@@ -11,7 +11,7 @@ import pytest
 
 from edgelstm import LSTMSpec, LSTMWeights, save_npz
 from edgelstm.cli.main import main
-from edgelstm.measure.explain import explain_int8
+from edgelstm.measure.explain_file import explain_int8
 from edgelstm.quant.model_plan import quantize_model
 
 SPEC = LSTMSpec(n_input=4, n_cell=8)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgelstm.measure.explain import explain_int8
+from edgelstm.measure.explain_file import explain_int8
 from edgelstm.quant.model_plan import quantize_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgelstm import LSTMLayer, LSTMModel, LSTMSpec, LSTMWeights
-from edgelstm.measure.explain import explain_int8
+from edgelstm.measure.explain_file import explain_int8
 from edgelstm.quant.fixedpoint import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,

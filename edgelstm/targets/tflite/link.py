@@ -42,10 +42,11 @@ from edgelstm.targets.tflite.link_merge import (
     referenced,
     text,
 )
-from edgelstm.targets.tflite.metadata import METADATA_NAME
+from edgelstm.targets.tflite.metadata import METADATA_NAME, SEGMENTS_NAME, read_segments
 from edgelstm.targets.tflite.schema import BuiltinOperator, decode_model, schema
 
-SEGMENTS_NAME = "edgelstm.segments"
+__all__ = ["SEGMENTS_FORMAT", "SEGMENTS_NAME", "link_chain", "link_graph", "read_segments"]
+
 SEGMENTS_FORMAT = "edgelstm-link"
 DROPPED_METADATA = frozenset({"min_runtime_version"})
 
@@ -372,17 +373,3 @@ def _tensor_map(name: str, tensor: int) -> schema.TensorMapT:
     m.name = name
     m.tensorIndex = int(tensor)
     return m
-
-
-def read_segments(data: bytes | schema.ModelT) -> dict[str, Any] | None:
-    """The ``edgelstm.segments`` entry of a linked file (None for a file not linked here)."""
-    model = decode_model(bytes(data)) if isinstance(data, bytes | bytearray) else data
-    for m in model.metadata or []:
-        if text(m.name) == SEGMENTS_NAME and 0 <= int(m.buffer) < len(model.buffers):
-            raw = model.buffers[int(m.buffer)].data
-            try:
-                value = json.loads(bytes(memoryview(raw).cast("B")).decode())
-            except (TypeError, ValueError):
-                return None
-            return value if isinstance(value, dict) else None
-    return None

@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from edgelstm.errors import ModelFileError
+from edgelstm.errors import ModelFileError, UnsupportedError
 from edgelstm.ir.model import DIRECTION_NAMES, LSTMModel
 from edgelstm.ir.options import CompileOptions
+from edgelstm.targets.tflite.schema import decode_model, schema
 
 METADATA_NAME = "edgelstm"
+SEGMENTS_NAME = "edgelstm.segments"
+"""Entry of a file linked from several segments (see :mod:`edgelstm.targets.tflite.link`)."""
 FORMAT = "edgelstm-tflite"
 FORMAT_VERSION = 1
 
@@ -204,3 +207,53 @@ def decode_metadata(data: bytes, where: str = "tflite") -> dict[str, Any]:
             f"than this edgelstm reads ({FORMAT_VERSION})"
         )
     return meta
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def refuse_linked(model: schema.ModelT, where: str) -> None:
+    """A whole model linked from several segments is not an LSTM-only file: never read half."""
+    segments = read_segments(model)
+    parts = (segments or {}).get("segments") or []
+    if len(parts) > 1:
+        raise UnsupportedError(
+            "tflite reader",
+            f"{where} is a whole model linked from {len(parts)} segments (LSTMs between other "
+            "layers); from_tflite reads LSTM-only files. Run it with edgelstm.open_runner / "
+            "'edgelstm verify', list its parts with 'edgelstm inspect', or compile the LSTM "
+            "alone from the source model",
+        )
+
+
+def read_metadata(model: schema.ModelT | bytes, where: str = "tflite") -> dict[str, Any] | None:
+    """The ``edgelstm`` metadata dict of a model (object or bytes), None when absent."""
+    if isinstance(model, bytes | bytearray):
+        model = decode_model(bytes(model), where)
+    buffers = model.buffers or []
+    for entry in model.metadata or []:
+        if _text(entry.name) == METADATA_NAME:
+            if not 0 <= int(entry.buffer) < len(buffers):
+                raise ModelFileError(
+                    f"{where}: edgelstm metadata refers to buffer {entry.buffer}, but the "
+                    f"model has {len(buffers)} buffer(s)"
+                )
+            buf = buffers[int(entry.buffer)]
+            raw = b"" if buf.data is None else np.asarray(buf.data, dtype=np.uint8).tobytes()
+            return decode_metadata(raw, where)
+    return None
+
+
+def read_segments(data: bytes | schema.ModelT) -> dict[str, Any] | None:
+    """The ``edgelstm.segments`` entry of a linked file (None for a file not linked here)."""
+    model = decode_model(bytes(data)) if isinstance(data, bytes | bytearray) else data
+    for m in model.metadata or []:
+        if _text(m.name) == SEGMENTS_NAME and 0 <= int(m.buffer) < len(model.buffers):
+            raw = model.buffers[int(m.buffer)].data
+            try:
+                value = json.loads(bytes(memoryview(raw).cast("B")).decode())
+            except (TypeError, ValueError):
+                return None
+            return value if isinstance(value, dict) else None
+    return None

@@ -30,7 +30,7 @@ from edgelstm.ir.roles import (
     WEIGHT_ROLES,
 )
 from edgelstm.ir.weights import LSTMWeights
-from edgelstm.targets.tflite.metadata import METADATA_NAME, decode_metadata
+from edgelstm.targets.tflite.metadata import read_metadata, refuse_linked
 from edgelstm.targets.tflite.schema import (
     NAME_OF_ACTIVATION,
     NUMPY_OF_TYPE,
@@ -410,7 +410,7 @@ def _from_graph(g: _Graph, lstm_ops: list[int], description: str) -> LSTMModel:
 def model_from_bytes(data: bytes, where: str = WHERE) -> LSTMModel:
     """Parse .tflite bytes into an :class:`LSTMModel` (see the module docstring)."""
     model = decode_model(data, where)
-    _refuse_linked(model, where)
+    refuse_linked(model, where)
     g = _Graph(model, data, where)
     lstm_ops = g.ops_of(BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM)
     if not lstm_ops:
@@ -424,40 +424,6 @@ def model_from_bytes(data: bytes, where: str = WHERE) -> LSTMModel:
     if meta is not None:
         return _from_metadata(g, lstm_ops, meta)
     return _from_graph(g, lstm_ops, _text(model.description))
-
-
-def _refuse_linked(model: schema.ModelT, where: str) -> None:
-    """A whole model linked from several segments is not an LSTM-only file: never read half."""
-    from edgelstm.targets.tflite.link import read_segments
-
-    segments = read_segments(model)
-    parts = (segments or {}).get("segments") or []
-    if len(parts) > 1:
-        raise UnsupportedError(
-            "tflite reader",
-            f"{where} is a whole model linked from {len(parts)} segments (LSTMs between other "
-            "layers); from_tflite reads LSTM-only files. Run it with edgelstm.open_runner / "
-            "'edgelstm verify', list its parts with 'edgelstm inspect', or compile the LSTM "
-            "alone from the source model",
-        )
-
-
-def read_metadata(model: schema.ModelT | bytes, where: str = WHERE) -> dict[str, Any] | None:
-    """The ``edgelstm`` metadata dict of a model (object or bytes), None when absent."""
-    if isinstance(model, bytes | bytearray):
-        model = decode_model(bytes(model), where)
-    buffers = model.buffers or []
-    for entry in model.metadata or []:
-        if _text(entry.name) == METADATA_NAME:
-            if not 0 <= int(entry.buffer) < len(buffers):
-                raise ModelFileError(
-                    f"{where}: edgelstm metadata refers to buffer {entry.buffer}, but the "
-                    f"model has {len(buffers)} buffer(s)"
-                )
-            buf = buffers[int(entry.buffer)]
-            raw = b"" if buf.data is None else np.asarray(buf.data, dtype=np.uint8).tobytes()
-            return decode_metadata(raw, where)
-    return None
 
 
 def from_tflite(path: str | os.PathLike[str]) -> LSTMModel:
