@@ -16,7 +16,9 @@ The corpus (also used by ``tests/oracle/test_int8_trained.py``):
 Per model: the LSTM's output error against the float64 reference in output LSB (full int8
 TFLite with ``nearest`` and ``compensated`` weight rounding, hybrid TFLite, ONNX dynamic int8),
 max error as a fraction of the output range's half-width, and, for classifiers, the share of
-held-out decisions (argmax) that flip.
+held-out decisions (argmax) that flip. Row ``integer``: the all-integer unfused lowering
+(``--int8-lowering integer``: int16 gates at chosen scales, int8 I/O) on LiteRT (TFLM for
+layer norm), in the fused file's output LSB; row ``latency``: both on LiteRT, 1 thread.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,114 @@ def onnx_dynamic_row(entry: Entry, lsb: float) -> dict[str, float]:
     return {"rmse_lsb": st.rmse_lsb, "max": st.max_abs}
 
 
+def _shape(entry: Entry, x: np.ndarray) -> tuple[int, int]:
+    """(batch, steps) of ``x`` in the model's layout."""
+    return (x.shape[1], x.shape[0]) if entry.model.time_major else (x.shape[0], x.shape[1])
+
+
+def integer_file(model: LSTMModel, entry: Entry, batch: int, steps: int) -> bytes:
+    """The all-integer lowering (``--int8-lowering integer``; with layer norm the TFLM
+    profile's same lowering, which LiteRT cannot run)."""
+    from edgelstm.targets.tflite.int8_choice import integer_refusal, to_tflite_integer
+    from edgelstm.targets.tflite.micro import to_tflm
+
+    options = CompileOptions(
+        batch=batch, seq_len=steps, quantize="int8", calibration=entry.calibration
+    )
+    if integer_refusal(model, options) is None:
+        return to_tflite_integer(model, options)
+    return to_tflm(model, replace(options, target="tflm"), gates="int16")
+
+
+def run_integer(data: bytes, x: np.ndarray, backend: str = "litert") -> np.ndarray:
+    """An int8-I/O file on LiteRT or TFLM (one invoke per batch the file holds), dequantized."""
+    from edgelstm.runtime.litert import LiteRTRunner
+
+    runner = LiteRTRunner(data)
+    scale, zero = runner.output_quantization[0]
+    if backend == "litert":
+        y = runner.run(np.asarray(x, np.float32))[0]
+    else:
+        from edgelstm.runtime.tflm import TFLMRunner
+
+        spec = runner._input
+        in_scale, in_zero = spec["quantization"]
+        codes = np.clip(np.rint(np.asarray(x, np.float64) / in_scale) + in_zero, -128, 127)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "m.tflite"
+            path.write_bytes(data)
+            tflm = TFLMRunner(path)
+            batch_axis = 1 if runner.time_major else 0
+            chunk = spec["shape"][batch_axis]
+            parts = []
+            for start in range(0, codes.shape[batch_axis], chunk):
+                part = np.take(codes, range(start, start + chunk), axis=batch_axis)
+                parts.append(tflm.run(part.astype(np.int8))[0])
+            y = np.concatenate(parts, axis=batch_axis if parts[0].ndim == 3 else 0)
+    return (y.astype(np.float64) - zero) * scale
+
+
+def integer_row(entry: Entry, lsb: float, half_width: float) -> dict[str, float]:
+    """The all-integer lowering against the float64 reference, in the fused file's output
+    LSB and half-width (the same yardstick); LiteRT, or TFLM (one sequence per invoke) when
+    the cell has layer norm."""
+    lstm = entry.lstm_only
+    litert = not any(v.weights.spec.layer_norm for v in lstm.walk())
+    batch, steps = _shape(entry, entry.held_out)
+
+    def run(model: LSTMModel) -> np.ndarray:
+        data = integer_file(model, entry, batch if litert else 1, steps)
+        return run_integer(data, entry.held_out, "litert" if litert else "tflm")
+
+    y = run(lstm)
+    ref = reference_model(lstm, entry.held_out).output
+    st = error_stats(y, ref, lsb)
+    row = {"rmse_lsb": st.rmse_lsb, "max": st.max_abs, "max_frac": st.max_abs / half_width}
+    if entry.decide is not None:
+        row["flips"] = float(np.mean(entry.decide(y.astype(np.float32)) != entry.decide(ref)))
+    if entry.classifier:
+        rf = reference_model(entry.model, entry.held_out).output
+        row["flips"] = float(np.mean(run(entry.model).argmax(-1) != rf.argmax(-1)))
+    row["tflm"] = float(not litert)
+    return row
+
+
+def latency_row(entry: Entry, runs: int = 30) -> dict[str, float]:
+    """LiteRT, 1 thread, batch 1, one held-out sequence: median ms of the fused int8 file and
+    the integer lowering, invokes interleaved."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgelstm.targets.tflite.int8_choice import integer_refusal
+
+    lstm = entry.lstm_only
+    _, steps = _shape(entry, entry.held_out)
+    options = CompileOptions(batch=1, seq_len=steps, quantize="int8", calibration=entry.calibration)
+    if integer_refusal(lstm, options) is not None:
+        return {}
+    from edgelstm.targets.tflite.fused import to_tflite
+
+    files = {"fused": to_tflite(lstm, options), "integer": integer_file(lstm, entry, 1, steps)}
+    interpreters = {}
+    for name, data in files.items():
+        it = Interpreter(model_content=data, num_threads=1)
+        it.allocate_tensors()
+        spec = it.get_input_details()[0]
+        it.set_tensor(spec["index"], np.zeros(spec["shape"], spec["dtype"]))
+        it.invoke()  # warm-up
+        interpreters[name] = it
+    times: dict[str, list[float]] = {name: [] for name in files}
+    for _ in range(runs):
+        for name, it in interpreters.items():
+            start = time.perf_counter()
+            it.invoke()
+            times[name].append(time.perf_counter() - start)
+    row = {f"{name}_ms": 1e3 * float(np.median(t)) for name, t in times.items()}
+    row.update({f"{name}_kb": len(data) / 1024 for name, data in files.items()})
+    return row
+
+
 def measure(entry: Entry) -> dict[str, dict[str, float]]:
     rows = {r: int8_row(entry, r) for r in ("nearest", "compensated")}
     lsb = compile_int8(entry.lstm_only, entry.calibration)[1].output.scale
@@ -267,6 +377,12 @@ def measure(entry: Entry) -> dict[str, dict[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="jv,jv_cifg_ln,char_lm,vad")
+    parser.add_argument(
+        "--no-integer",
+        dest="integer",
+        action="store_false",
+        help="skip the all-integer lowering's rows (error, LiteRT latency vs fused)",
+    )
     parser.add_argument("--cache", type=Path, help="where the wheel goes (default: a tmp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,6 +390,11 @@ def main() -> int:
         cache.mkdir(parents=True, exist_ok=True)
         for entry in corpus(args.models.split(","), cache):
             rows = measure(entry)
+            if args.integer:
+                _, plan = compile_int8(entry.lstm_only, entry.calibration)
+                lo, hi = plan.output.real_range
+                rows["integer"] = integer_row(entry, plan.output.scale, (hi - lo) / 2)
+                rows["latency"] = latency_row(entry)
             for path, row in rows.items():
                 cells = "  ".join(f"{k} {v:.4g}" for k, v in row.items())
                 print(f"{entry.name:<11} {path:<13} {cells}")

@@ -80,6 +80,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "in the file) instead of float I/O with QUANTIZE/DEQUANTIZE around the graph",
     )
     p.add_argument(
+        "--int8-lowering",
+        choices=("fused", "integer", "auto"),
+        default="fused",
+        help="with --quantize int8 (.tflite): fused (default) = the fused int8 LSTM op (its "
+        "gate accumulators are fixed at Q3.12, ±8); integer = the all-integer unfused lowering "
+        "(int16 gates at scales chosen from calibration; int8 I/O, fixed batch and --seq-len, "
+        "no layer norm); auto = whichever has the lower error on a held-out quarter of the "
+        "calibration data",
+    )
+    p.add_argument(
         "--optimize",
         choices=("latency",),
         help="search every variant and write the fastest within --max-error",
@@ -237,6 +247,14 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedError(
             "compile", "--int8-io applies to full-integer TFLite only (--quantize int8, .tflite)"
         )
+    if args.int8_lowering != "fused" and (
+        args.quantize != "int8" or suffix != ".tflite" or args.target != "tflite"
+    ):
+        raise UnsupportedError(
+            "compile",
+            "--int8-lowering applies to full-integer TFLite for LiteRT only (--quantize int8, "
+            ".tflite, --target tflite); --target tflm picks its lowering itself",
+        )
     if args.optimize is None and (args.max_error is not None or args.data is not None):
         raise UnsupportedError("compile", "--max-error/--data only apply with --optimize latency")
     _refuse_overwriting_source(args.source, out, args.overwrite)
@@ -274,13 +292,15 @@ def run(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         calibration=calibration,
         source=Path(args.source).name,
-        int8=Int8Options(io=args.int8_io),
+        int8=Int8Options(io=args.int8_io, lowering=args.int8_lowering),
         target=args.target,
     )
     if args.target == "tflm":
         return _tflm(model, options, out, max_arena)
     if args.optimize == "latency":
         return _optimize(args, model, options, out)
+    if suffix == ".tflite" and args.int8_lowering != "fused":
+        return _int8_lowering(model, options, out)
     if suffix == ".tflite":
         from edgelstm.targets.tflite import save_tflite
 
@@ -291,6 +311,26 @@ def run(args: argparse.Namespace) -> int:
         save_onnx(model, out, options)
     size = out.stat().st_size
     print(f"wrote {out} ({size:,} bytes): {model.describe()}, quantize={args.quantize}")
+    return 0
+
+
+def _int8_lowering(model, options, out: Path) -> int:
+    """``--int8-lowering integer|auto``: write the chosen lowering, say which and why."""
+    import sys
+
+    from edgelstm._io import write_bytes_atomic
+    from edgelstm.measure.int8_choice import to_tflite_int8_choice
+
+    data, choice = to_tflite_int8_choice(model, options)
+    write_bytes_atomic(out, data)
+    measured = ", ".join(f"{k} {v:.2f}" for k, v in choice.rmse_lsb.items())
+    why = f" ({choice.reason}{': output RMSE LSB ' + measured if measured else ''})"
+    print(
+        f"int8 lowering: {choice.lowering}{why if choice.reason else ''}"
+        + ("; int8 input/output tensors, fixed shape" if choice.lowering == "integer" else ""),
+        file=sys.stderr,
+    )
+    print(f"wrote {out} ({len(data):,} bytes): {model.describe()}, quantize=int8")
     return 0
 
 

@@ -118,7 +118,8 @@ class ModelInfo:
     @property
     def provenance(self) -> dict[str, Any]:
         """What the edgelstm emitters recorded: ``source``, ``digests`` (one weights digest per
-        direction, layer by layer), ``time_major``, ``quantize``; {} for foreign files.
+        direction, layer by layer), ``time_major``, ``quantize``, ``nodes`` (the ONNX LSTM
+        nodes an ONNX source's model was taken from); {} for foreign files.
 
         TFLite keeps one JSON entry ``edgelstm``; ONNX keeps flat ``edgelstm.*`` properties.
         """
@@ -134,6 +135,7 @@ class ModelInfo:
                 ],
                 "time_major": model.get("time_major"),
                 "quantize": _obj(meta.get("options")).get("quantize"),
+                "nodes": _seq(_obj(meta.get("provenance")).get("nodes")),
             }
         if not any(str(k).startswith("edgelstm.") for k in self.metadata):
             return {}
@@ -145,6 +147,7 @@ class ModelInfo:
             ],
             "time_major": _obj(self.metadata.get("edgelstm.options")).get("time_major"),
             "quantize": self.metadata.get("edgelstm.quantize"),
+            "nodes": _seq(_obj(self.metadata.get("edgelstm.provenance")).get("nodes")),
         }
 
     @property

@@ -26,6 +26,8 @@ Target = Literal["tflite", "tflm"]
 TARGETS: tuple[str, ...] = ("tflite", "tflm")
 Schedule = Literal["auto", "while", "unrolled"]
 SCHEDULES: tuple[str, ...] = ("auto", "while", "unrolled")
+Lowering = Literal["fused", "integer", "auto"]
+LOWERINGS: tuple[str, ...] = ("fused", "integer", "auto")
 EXTRA_KEYS = {"int8_io": "io", "estimator": "estimator", "progress": "progress"}
 """The keys the old ``CompileOptions(extra={...})`` dict took -> :class:`Int8Options` fields."""
 
@@ -56,11 +58,21 @@ class Int8Options:
     estimators, one name or one per quantity (see :func:`edgelstm.quant.plan.resolve_estimators`;
     None = the measured defaults). ``progress``: calibration progress bar on a terminal
     stderr (None = only under the CLI and for long work; True = also in library use).
+    ``lowering``: "fused" (the fused int8 LSTM op, 8x8_16 kernel), "integer" (the
+    all-integer unfused lowering with int16 gate math at scales chosen from calibration:
+    fixed batch and sequence length, int8 I/O, no layer norm on LiteRT) or "auto" (the one
+    with the lower error on a held-out split of the calibration data); see
+    :mod:`edgelstm.targets.tflite.int8_choice` (built) and
+    :mod:`edgelstm.measure.int8_choice` (``auto``).
     """
 
     io: bool = False
     estimator: str | Mapping[str, str] | None = field(default=None, hash=False)
     progress: bool | None = None
+    lowering: Lowering = "fused"
+
+    def __post_init__(self) -> None:
+        _check_choice("Int8Options.lowering", self.lowering, LOWERINGS)
 
 
 @dataclass(frozen=True)

@@ -125,8 +125,9 @@ _CAUSES = {
     "rounding (the default) targets it; with --quantize dynamic the weights stay int8 too",
     "input": "the input's int8 range (clipped or coarse): calibrate on data that covers it",
     "gates": "the gate accumulators: Q3.12 saturates at ±8 (partial sums W·x+b and "
-    "+R·h each saturate) — fixed in the fused kernel without layer norm; an unfused "
-    "lowering chooses its own gate scales",
+    "+R·h each saturate) — fixed in the fused kernel without layer norm; "
+    "--int8-lowering integer (or auto) chooses its own int16 gate scales from the "
+    "calibration ranges (Silero VAD: 3.9 -> 2.2 output LSB; it needs --seq-len)",
     "cell": "the int16 cell state (scale 2^k, k in [-15, -9]) and tanh(c)",
     "state": "the int8 output/state resolution, fed back every step",
     ALL: "the integer stages together (no single one dominates; with all of them exact the "

@@ -60,6 +60,12 @@ def plan_from_tflite(data: bytes, model: LSTMModel, where: str = "model") -> Mod
     g = _Graph(decode_model(data), data, where)
     ops = g.ops_of(BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM)
     visits = list(model.walk())
+    if not ops:
+        raise UnsupportedError(
+            WHAT,
+            f"{where} has no fused LSTM op (an unfused or all-integer lowering): --explain "
+            "replays the fused int8 kernel only; 'edgelstm verify' measures this file's error",
+        )
     if len(ops) != len(visits):
         raise UnsupportedError(
             WHAT, f"{where} has {len(ops)} LSTM op(s), the source {len(visits)} direction(s)"

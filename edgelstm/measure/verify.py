@@ -216,7 +216,7 @@ def resolve_source(
                 "to compare with the source"
             )
         else:
-            model = _provenance_model(found[0], prov.get("digests"), notes)
+            model = _provenance_model(found[0], prov.get("digests"), notes, prov.get("nodes"))
             if model is not None:
                 return model, f"{found[0].name} (from provenance, digest match)", None, notes
     try:
@@ -233,10 +233,20 @@ def resolve_source(
     return model, f"{model_path.name}'s own weights (read back)", None, notes
 
 
-def _provenance_model(path: Path, digests: Any, notes: list[str]) -> LSTMModel | None:
-    """The provenance source at ``path`` when it loads and holds the file's weights."""
+def _provenance_model(
+    path: Path, digests: Any, notes: list[str], nodes: Any = None
+) -> LSTMModel | None:
+    """The provenance source at ``path`` when it loads and holds the file's weights (an ONNX
+    source: the LSTM node(s) the file was compiled from, as ``--lstm`` selected them)."""
     try:
-        model = _load_model_source(path)
+        try:
+            model = _load_model_source(path)
+        except UnsupportedError:  # a whole graph: the file holds the --lstm node(s) alone
+            if not (path.suffix.lower() == ".onnx" and nodes):
+                raise
+            from edgelstm.importers.load import load_source
+
+            model = load_source(path, lstm=",".join(map(str, nodes)))
     except (EdgeLSTMError, ImportError) as exc:
         notes.append(f"provenance source {path} unreadable ({exc}): using the model's own weights")
         return None

@@ -21,7 +21,7 @@ def _time_major_graph(path) -> None:
     w = rng.normal(0, 0.5, (1, 4 * H, N_IN)).astype(np.float32)
     r = rng.normal(0, 0.5, (1, 4 * H, H)).astype(np.float32)
     b = rng.normal(0, 0.1, (1, 8 * H)).astype(np.float32)
-    node = helper.make_node("LSTM", ["x", "W", "R", "B"], ["y4"], hidden_size=H)
+    node = helper.make_node("LSTM", ["x", "W", "R", "B"], ["y4"], hidden_size=H, name="lstm")
     squeeze = helper.make_node("Squeeze", ["y4", "axis1"], ["y"])  # as torch.onnx writes it
     axis1 = numpy_helper.from_array(np.array([1], np.int64), "axis1")
     graph = helper.make_graph(
@@ -43,3 +43,23 @@ def test_time_major_foreign_graph_is_fed_time_major(tmp_path):
     result = verify(path, probe=False)
     assert result.input_shape[1] == T  # [N, T, I] after reading: T steps, not T sequences
     assert result.error.max_abs < 1e-5
+
+
+def test_lstm_cut_from_a_whole_graph_is_verified_against_that_node(tmp_path):
+    """A file compiled with --lstm from a graph with other ops finds its source node again
+    (provenance records the node): the reference counts the int8 weight rounding."""
+    from edgelstm.cli.main import main
+
+    path = tmp_path / "whole.onnx"
+    _time_major_graph(path)
+    model = onnx.load(str(path))
+    model.graph.node.append(helper.make_node("Relu", ["y"], ["z"]))
+    model.graph.output[0].name = "z"
+    onnx.save(model, str(path))
+    cal = tmp_path / "cal.npy"
+    np.save(cal, np.random.default_rng(1).normal(size=(8, T, N_IN)).astype(np.float32))
+    out = tmp_path / "lstm8.tflite"
+    args = ["compile", str(path), "--lstm", "lstm", "-o", str(out), "--quantize", "int8"]
+    assert main([*args, "--calibration", str(cal)]) == 0
+    result = verify(out, probe=False)
+    assert "whole.onnx (from provenance, digest match)" in result.reference

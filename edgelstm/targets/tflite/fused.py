@@ -71,7 +71,8 @@ def to_tflite(model: LSTMModel | LSTMWeights, options: CompileOptions | None = N
     """Compile ``model`` to .tflite bytes (deterministic: same input, same bytes).
 
     ``options.quantize``: "none" (float32), "dynamic" (int8 weights, float activations,
-    op version 3) or "int8" (:func:`.int8.to_tflite_int8`). Refuses with
+    op version 3) or "int8" (:func:`.int8.to_tflite_int8`; with ``Int8Options(lowering=
+    "integer")`` the all-integer unfused lowering, :mod:`.int8_choice`). Refuses with
     :class:`UnsupportedError` what the fused kernel cannot compute exactly.
     """
     model = LSTMModel.of(model)
@@ -79,6 +80,18 @@ def to_tflite(model: LSTMModel | LSTMWeights, options: CompileOptions | None = N
     _check_supported(model)
     if options.quantize == "int8":
         # Imported here: the quantizer (calibration, the float64 reference) loads only for int8.
+        if options.int8.lowering == "integer":  # the all-integer unfused lowering
+            from edgelstm.targets.tflite.int8_choice import to_tflite_integer
+
+            return to_tflite_integer(model, options)
+        if options.int8.lowering == "auto":
+            raise UnsupportedError(
+                "tflite",
+                "Int8Options(lowering='auto') is a measured choice (both lowerings run on "
+                "LiteRT): use edgelstm.measure.int8_choice.to_tflite_int8_choice(model, "
+                "options) or the CLI's --int8-lowering auto; to_tflite builds 'fused' or "
+                "'integer'",
+            )
         from edgelstm.targets.tflite.int8 import to_tflite_int8
 
         return to_tflite_int8(model, options)
