@@ -10,8 +10,10 @@ LSTM(64, 128) — and, with ``--vad PATH``, the pretrained Silero VAD):
 * ``ort dynamic 7-bit``: the same with ``reduce_range=True`` (onnxruntime's setting that
   never saturates its u8 x s8 kernels on CPUs without VNNI);
 * ``edgelstm float``: ``edgelstm compile model.onnx -o out.onnx``;
-* ``edgelstm dynamic``: ``... --quantize dynamic`` (LSTMs on edgelstm's pair-safe int8, the
-  rest onnxruntime's 7-bit ``quantize_dynamic``).
+* ``edgelstm dynamic``: ``... --quantize dynamic`` (the weight scheme chosen by measured error
+  among pair-safe, full-range, 7-bit, uint8 and ORT's defaults, never one that saturates on
+  CPUs without VNNI: :mod:`edgelstm.targets.onnx.scheme_choice`); the ``scheme`` column is
+  its choice, ``*`` when ORT's defaults saturate there (so they may measure better here).
 
 Error: max |difference| over ALL graph outputs vs ``ort float`` on seeded N(0, 1) inputs.
 "sat" marks a quantized model with int8 weight pairs that saturate on CPUs without VNNI
@@ -85,6 +87,21 @@ def _larger(root: Path) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
             torch.onnx.export(module.eval(), (x,), str(path), dynamo=False, input_names=["x"])
         out[name] = (path, {"x": x.numpy()})
     return out
+
+
+def _scheme(data: bytes) -> str:
+    """The chosen scheme recorded in an edgelstm dynamic file (``*``: ORT's defaults saturate)."""
+    import json
+
+    import onnx
+
+    from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY
+
+    props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    if SCHEME_KEY not in props:
+        return "?"
+    record = json.loads(props[SCHEME_KEY])
+    return record["chosen"] + ("*" if record.get("ort_default_saturates") else "")
 
 
 def _variants(path: Path, root: Path) -> dict[str, bytes | str]:
@@ -169,9 +186,9 @@ def main() -> None:
                 args.vad,
                 {"input": _vad_batch(_speech_like()), "h": zero, "c": zero},
             )
-        header = "| model | " + " | ".join(f"{v} err / ms" for v in VARIANTS) + " |"
+        header = "| model | " + " | ".join(f"{v} err / ms" for v in VARIANTS) + " | scheme |"
         print(header)
-        print("|" + "---|" * (len(VARIANTS) + 1))
+        print("|" + "---|" * (len(VARIANTS) + 2))
         rms_all: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for name, (path, given) in models.items():
             variants = _variants(Path(path), root)
@@ -190,7 +207,8 @@ def main() -> None:
                 sat = " sat" if _saturates(variants[v]) else ""
                 cells.append(f"{err:.1e} / {ms[v]:.3f}{sat}")
                 rms_all[v].append(_rms(want, got))
-            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+            scheme = _scheme(variants["edgelstm dynamic"])  # type: ignore[arg-type]
+            print(f"| {name} | " + " | ".join(cells) + f" | {scheme} |", flush=True)
         ours = rms_all["edgelstm dynamic"]
         for ref in ("ort dynamic", "ort dynamic 7-bit"):
             ratios = [a / b for a, b in zip(ours, rms_all[ref], strict=True) if a > 0 and b > 0]

@@ -259,19 +259,47 @@ def _all_nodes(graph: Any) -> list[Any]:
 
 
 def _saturation_warnings(model: Any) -> list[str]:
-    """int8 weights onnxruntime's u8 x s8 kernels would saturate on (x86 without VNNI)."""
-    from edgelstm.targets.onnx.weight_schemes import PAIR_LIMIT, pair_sums
+    """int8 weights onnxruntime's u8 x s8 kernels would saturate on (x86 without VNNI), and
+    what that costs: simulated (:func:`~edgelstm.targets.onnx.scheme_choice.saturation_cost`)
+    and, for edgelstm's files, the errors measured when the scheme was chosen."""
+    import json
 
-    worst = pair_sums(model)
+    from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, SHARP_COST, saturation_cost
+    from edgelstm.targets.onnx.weight_schemes import PAIR_LIMIT, int8_weights, max_pair_sum
+
+    weights = int8_weights(model)
+    worst = {n: max_pair_sum(q) for n, q in weights.items()}
     bad = sorted(n for n, v in worst.items() if v > PAIR_LIMIT)
     if not bad:
         return []
+    costs = {n: saturation_cost(weights[n]) for n in bad}
+    top = max(bad, key=lambda n: costs[n])
     shown = ", ".join(as_text(n) for n in bad[:3]) + (
         f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
     )
-    return [
+    if costs[top] > SHARP_COST:
+        verdict = "costs accuracy: more than re-quantizing 7-bit would"
+    elif costs[top] > 0.0:
+        verdict = "costs some accuracy, less than re-quantizing 7-bit would"
+    else:
+        verdict = "never happens there (no accuracy lost)"
+    text = (
         f"int8 weights {shown}: adjacent weight pairs sum to up to "
         f"{max(worst[n] for n in bad)} > {PAIR_LIMIT}; onnxruntime's u8 x s8 kernels saturate "
-        "on x86 CPUs without VNNI (AVX2, AVX-512BW): large errors there. Re-quantize with "
-        "edgelstm (pair-safe int8) or ORT's reduce_range."
-    ]
+        "on x86 CPUs without VNNI (AVX2, AVX-512BW). Simulated on uniform uint8 activations, "
+        f"the saturation error is {costs[top]:.2f}x the 8-bit weight rounding error "
+        f"(worst: {as_text(top)}): it {verdict}."
+    )
+    props = {as_text(p.key): as_text(p.value) for p in model.metadata_props}
+    try:
+        record = json.loads(props.get(SCHEME_KEY, "null"))
+        chosen, rmse = record["chosen"], record["rmse"]
+        expected = record.get("rmse_without_vnni", {}).get(chosen)
+        text += (
+            f" edgelstm chose this scheme ({chosen}) by measured RMSE {rmse[chosen]:.2e}"
+            + (f", {expected:.2e} expected without VNNI" if expected is not None else "")
+            + f" (safe int8-pair: {rmse.get('int8-pair', float('nan')):.2e})."
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        text += " Re-quantize with edgelstm (it measures the schemes) or ORT's reduce_range."
+    return [text]

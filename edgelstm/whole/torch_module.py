@@ -223,10 +223,13 @@ class TorchConverter:
     """``tf.lite.TFLiteConverter``'s verbs for a PyTorch module.
 
     ``TorchConverter.from_module(module, example_input)``; ``optimizations`` (any entry, e.g.
-    ``tf.lite.Optimize.DEFAULT`` or "dynamic") asks for dynamic int8; :meth:`convert` returns
-    the .tflite bytes (litert-torch around edgelstm's fused LSTMs; float only for now) and
-    :meth:`to_onnx` the ONNX model. ``dynamo``, ``input_names``, ``output_names`` and
-    ``dynamic_axes`` are torch.onnx.export's (ONNX only).
+    ``tf.lite.Optimize.DEFAULT`` or "dynamic") asks for dynamic int8, and with a
+    ``representative_dataset`` (samples of the module's input, as TensorFlow's) for full
+    int8 (.tflite only); ``inference_input_type`` / ``inference_output_type`` ``tf.int8`` /
+    ``np.int8`` (both) give the file int8 I/O. :meth:`convert` returns the .tflite bytes
+    (litert-torch around edgelstm's fused LSTMs) and :meth:`to_onnx` the ONNX model.
+    ``dynamo``, ``input_names``, ``output_names`` and ``dynamic_axes`` are torch.onnx.export's
+    (ONNX only).
     """
 
     def __init__(self, module: Any, example_input: Any) -> None:
@@ -234,6 +237,8 @@ class TorchConverter:
         self.example_input = example_input
         self.optimizations: list[Any] = []
         self.representative_dataset: Any = None
+        self.inference_input_type: Any = None
+        self.inference_output_type: Any = None
         self.dynamo = False
         self.strict = True
         self.input_names: Sequence[str] | None = None
@@ -245,11 +250,26 @@ class TorchConverter:
         return cls(module, example_input)
 
     def _options(self) -> CompileOptions:
-        if self.representative_dataset is not None:
-            raise UnsupportedError(
-                "torch",
-                "full-integer quantization of a whole PyTorch module is not supported yet "
-                "(representative_dataset); use optimizations alone (dynamic int8, ONNX)",
+        from edgelstm.ir.options import Int8Options
+        from edgelstm.whole.converter import _samples, _type_name
+
+        full = bool(self.optimizations) and self.representative_dataset is not None
+        types = {
+            _type_name(self.inference_input_type, "inference_input_type"),
+            _type_name(self.inference_output_type, "inference_output_type"),
+        }
+        if "int8" in types and (not full or types != {"int8"}):
+            raise SpecError(
+                "TorchConverter: int8 inference types need full-integer quantization "
+                "(optimizations and a representative_dataset) and both types int8"
+            )
+        if full:
+            return CompileOptions(
+                batch=None,
+                quantize="int8",
+                calibration=_samples(self.representative_dataset),
+                source="TorchConverter",
+                int8=Int8Options(io=types == {"int8"}),
             )
         quantize = "dynamic" if self.optimizations else "none"
         return CompileOptions(batch=None, quantize=quantize, source="TorchConverter")

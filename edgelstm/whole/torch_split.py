@@ -10,8 +10,8 @@ UNIDIRECTIONAL_SEQUENCE_LSTM, projection included), and
 Only chains split cleanly: a module whose layers branch around an LSTM (a skip connection),
 that uses the LSTM's final states ``(h_n, c_n)``, passes initial states, or has several
 inputs/outputs is refused with the reason and the ONNX way out (:mod:`.torch_module`).
-Shapes are fixed to the example input (litert-torch converts static shapes). Float or
-dynamic int8 (int8 weights, float activations).
+Shapes are fixed to the example input (litert-torch converts static shapes). Float,
+dynamic int8 (int8 weights, float activations) or full int8 (:mod:`.torch_int8`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from edgelstm.errors import MissingDependencyError, SpecError, UnsupportedError
+from edgelstm.errors import CalibrationError, MissingDependencyError, SpecError, UnsupportedError
 from edgelstm.ir.options import CompileOptions
 
 LITERT_TORCH_EXTRA = "pip install 'edgelstm[torch-tflite]'"
@@ -276,7 +276,10 @@ def torch_to_tflite(
 
     ``example_input``: the one input tensor; the file's shapes are fixed to it.
     ``quantize="dynamic"``: ai-edge-quantizer's dynamic int8 for the litert-torch segments,
-    edgelstm's hybrid fused op for the LSTMs (float boundaries); "int8" is refused.
+    edgelstm's hybrid fused op for the LSTMs (float boundaries). ``quantize="int8"`` with
+    ``calibration`` = the module's inputs (``[N, *x.shape[1:]]`` or ``[N, *x.shape]``, see
+    :func:`.torch_int8.calibration_batches`): full integer, int8 between every part
+    (:mod:`.torch_int8`); the model's I/O float, or int8 with ``Int8Options(io=True)``.
     """
     import torch
 
@@ -285,22 +288,27 @@ def torch_to_tflite(
     from edgelstm.targets.tflite.link import link_chain
 
     options = options or CompileOptions()
-    if options.quantize == "int8":
-        raise UnsupportedError(
-            "tflite",
-            "quantize='int8' for a whole PyTorch module is not supported yet (the litert-torch "
-            "segments would need calibrated scales that agree at each boundary); use "
-            "quantize='dynamic', or float",
-        )
     if not isinstance(example_input, torch.Tensor):
         raise SpecError(
             f"example_input: expected one torch.Tensor, found {type(example_input).__name__}"
         )
+    calibration = None
+    if options.quantize == "int8":  # checked before litert-torch's slow import
+        from edgelstm.whole.torch_int8 import calibration_batches, int8_parts
+
+        calibration = calibration_batches(options.calibration, example_input)
     litert_torch = _litert_torch()
     was_training = module.training
     module.eval()
     try:
         parts = split_torch(module)
+        if calibration is not None:
+
+            def convert(segment: Any, value: Any) -> bytes:
+                with _quiet(litert_torch):
+                    return bytes(litert_torch.convert(segment, (value,)).model_content())
+
+            return link_chain(int8_parts(parts, calibration, example_input, options, convert))
         blobs = []
         value = example_input
         for part in parts:
@@ -324,7 +332,7 @@ def torch_to_tflite(
                             segment = _dynamic(segment)
                     blobs.append(segment)
                     value = part.module(value)
-    except (UnsupportedError, SpecError, MissingDependencyError):
+    except (UnsupportedError, SpecError, MissingDependencyError, CalibrationError):
         raise
     except Exception as exc:  # noqa: BLE001 - litert-torch raises many kinds
         raise UnsupportedError(

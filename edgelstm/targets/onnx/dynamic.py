@@ -3,11 +3,12 @@
 The fused ``LSTM`` node becomes ``com.microsoft.DynamicQuantizeLSTM``; the composite's
 hoisted input MatMul (and, with ``EnableSubgraph``, the recurrent MatMul inside the Scan
 body) become ``MatMulInteger`` with scale multiplications. ORT picks the graph; the weights
-are then re-derived with edgelstm's pair-safe int8 scheme
-(:mod:`edgelstm.targets.onnx.weight_schemes`): never saturating on any CPU, and more precise than
-ORT's 7-bit ``reduce_range``. Static int8 is refused by the emitter (see
-:data:`edgelstm.targets.onnx.emit.STATIC_INT8_REASON`). :func:`full_range_int8` is ORT's
-own full-range weights, unchanged (a latency-search candidate).
+are then re-derived with the weight scheme chosen by measurement
+(:mod:`edgelstm.targets.onnx.scheme_choice`: pair-safe, full-range, 7-bit, uint8 or ORT's own
+defaults; the smallest error to expect on CPUs without VNNI). Static int8 is
+refused by the emitter (see :data:`edgelstm.targets.onnx.emit.STATIC_INT8_REASON`).
+:func:`full_range_int8` is ORT's own full-range weights, unchanged (a latency-search
+candidate).
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from edgelstm.errors import UnsupportedError
-from edgelstm.targets.onnx.weight_schemes import requantize
 
 PER_CHANNEL = False
 """Per-tensor weight scales: measured as accurate as per-channel on the benchmark weights and
 faster (H=256: fused 0.37 vs 0.40 ms, composite 0.85 vs 1.06 ms)."""
 REDUCE_RANGE = True
-"""ORT quantizes 7-bit (safe everywhere); :data:`WEIGHT_SCHEME` then replaces the weights.
+"""The candidates' base graph is ORT's 7-bit run (safe everywhere); their weights are then
+re-derived (:func:`~edgelstm.targets.onnx.scheme_choice.build_candidates`).
 Full range saturates ORT's u8 x s8 kernels on CPUs without VNNI: measured max error 0.23
 (full range) vs 0.013 (7-bit) at H=256 on an AVX2-only CPU."""
 WEIGHT_SCHEME = "int8-pair"
-"""Pair sums bounded instead of every weight: as safe as 7-bit, up to 8-bit precision."""
+"""The fallback when nothing can be measured: pair sums bounded instead of every weight, as
+safe as 7-bit, up to 8-bit precision."""
 
 
 def _ort_quantize_dynamic(model: onnx.ModelProto, **options: object) -> bytes:
@@ -63,19 +66,27 @@ def full_range_int8(model: onnx.ModelProto) -> bytes:
     return _ort_quantize_dynamic(model)
 
 
-def quantize_dynamic_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Return the dynamic-int8 version of a float model (metadata kept, marked quantized)."""
-    data = _ort_quantize_dynamic(
+def quantize_dynamic_model(
+    model: onnx.ModelProto, *, calibration: np.ndarray | None = None
+) -> onnx.ModelProto:
+    """Return the dynamic-int8 version of a float model (metadata kept, marked quantized).
+
+    The weight scheme is chosen by measured error (:func:`~edgelstm.targets.onnx.
+    scheme_choice.choose_scheme`) on ``calibration`` ([N, T, I] sequences) when given, else on
+    seeded random inputs; the choice and the errors are in ``edgelstm.quantize.scheme``."""
+    from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, choose_scheme
+
+    quantized, choice = choose_scheme(
         model,
+        _ort_quantize_dynamic,
+        calibration,
         per_channel=PER_CHANNEL,
-        reduce_range=REDUCE_RANGE,
         extra_options={"EnableSubgraph": True},
     )
-    quantized = onnx.load_model_from_string(data)
-    requantize(quantized, model, WEIGHT_SCHEME)
     _drop_value_info(quantized.graph)
     props = {p.key: p.value for p in model.metadata_props}
     props["edgelstm.quantize"] = "dynamic"
+    props[SCHEME_KEY] = choice
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, props)
     quantized.producer_name = model.producer_name

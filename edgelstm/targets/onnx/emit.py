@@ -354,7 +354,7 @@ def to_onnx(
     if options.quantize == "dynamic":
         from edgelstm.targets.onnx.dynamic import quantize_dynamic_model
 
-        proto = quantize_dynamic_model(proto)
+        proto = quantize_dynamic_model(proto, calibration=options.calibration)
     return proto
 
 

@@ -6,15 +6,16 @@ time (0..255). Its x86 u8 x s8 kernels without VNNI (AVX2, AVX-512BW) multiply w
 axis (k, k+1 for even k; MLAS packs K from 0 and pads with zeros) in int16 and saturates. So a
 pair overflows only when 255 * (|q_k| + |q_k+1|) > 32767, i.e. |q_k| + |q_k+1| > 128.
 
-* ``"int8-pair"`` (edgelstm's default): one symmetric scale per tensor (per direction for an
-  LSTM) chosen so every such pair sum is <= 128 and every |q| <= 127. It never saturates, on
-  any CPU, and is never coarser than 7 bits; where large weights sit next to small ones (most
-  trained weights) it keeps close to 8-bit precision. Measured weight RMSE vs 7-bit on the
-  bundled models: 0.62-0.86x (8-bit: 0.50x); on Keras's orthogonal init 0.70x, on uniform
-  init 0.98x.
+* ``"int8-pair"``: one symmetric scale per tensor (per direction for an LSTM) chosen so
+  every such pair sum is <= 128 and every |q| <= 127. It never saturates, on any CPU, and is
+  never coarser than 7 bits; where large weights sit next to small ones (most trained
+  weights) it keeps close to 8-bit precision. Measured weight RMSE vs 7-bit on the bundled
+  models: 0.62-0.86x (8-bit: 0.50x); on Keras's orthogonal init 0.70x, on uniform init 0.98x.
 * ``"int8-7bit"``: onnxruntime's ``reduce_range`` (|q| <= 64): safe, half the precision.
 * ``"uint8"``: asymmetric uint8 with a zero point; runs on the slower u8 x u8 kernels (16-bit
   products, no saturation): full 8-bit precision at ~1.4x the time.
+
+Which one a file gets is measured: :mod:`edgelstm.targets.onnx.scheme_choice`.
 
 The arithmetic of each scheme is :mod:`edgelstm.quant.tensor` (``pair_safe_int8``,
 ``seven_bit_int8``, ``uint8_asymmetric``); this module only knows the ONNX graph.
@@ -48,7 +49,15 @@ _SCHEME_FUNCTIONS = {
     "int8-7bit": seven_bit_int8,
     "uint8": uint8_asymmetric,
 }
-__all__ = ["PAIR_LIMIT", "SCHEMES", "float_initializers", "pair_sums", "requantize", "walk_graphs"]
+__all__ = [
+    "PAIR_LIMIT",
+    "SCHEMES",
+    "float_initializers",
+    "int8_weights",
+    "pair_sums",
+    "requantize",
+    "walk_graphs",
+]
 
 
 def _quantize(w: np.ndarray, scheme: str) -> tuple[np.ndarray, float, int]:
@@ -144,21 +153,27 @@ _INT8_WEIGHT_SLOTS = {
 }
 
 
-def pair_sums(proto: onnx.ModelProto) -> dict[str, int]:
-    """:func:`max_pair_sum` of every int8 weight an integer kernel reads (above
-    :data:`PAIR_LIMIT`: saturates on x86 without VNNI). Unreadable tensors are skipped."""
+def int8_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every int8 weight an integer kernel reads ([.., K, N], K reduced); unreadable tensors
+    are skipped."""
     inits = {i.name: i for g in walk_graphs(proto.graph) for i in g.initializer}
-    sums: dict[str, int] = {}
+    weights: dict[str, np.ndarray] = {}
     for g in walk_graphs(proto.graph):
         for node in g.node:
             for j in _INT8_WEIGHT_SLOTS.get(node.op_type, ()):
                 name = node.input[j] if j < len(node.input) else ""
-                if name not in inits or name in sums:
+                if name not in inits or name in weights:
                     continue
                 try:
                     q = numpy_helper.to_array(inits[name])
                 except Exception:  # noqa: BLE001 - a damaged tensor is reported elsewhere
                     continue
                 if q.dtype == np.int8 and q.ndim >= 2:
-                    sums[name] = max_pair_sum(q)
-    return sums
+                    weights[name] = q
+    return weights
+
+
+def pair_sums(proto: onnx.ModelProto) -> dict[str, int]:
+    """:func:`max_pair_sum` of every int8 weight an integer kernel reads (above
+    :data:`PAIR_LIMIT`: saturates on x86 without VNNI). Unreadable tensors are skipped."""
+    return {name: max_pair_sum(q) for name, q in int8_weights(proto).items()}

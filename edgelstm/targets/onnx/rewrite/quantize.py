@@ -1,26 +1,27 @@
-"""Whole-graph dynamic int8: one model, the rewritten LSTMs on edgelstm's weight scheme.
+"""Whole-graph dynamic int8: one model, its weight scheme chosen by measurement.
 
-onnxruntime's ``quantize_dynamic`` runs once over the rewritten float model (subgraphs
-included), with the settings of :mod:`edgelstm.targets.onnx.dynamic` (per-tensor, 7-bit
-weights: never saturating on CPUs without VNNI). It turns the fused LSTMs into
-``DynamicQuantizeLSTM`` and the MatMuls of the rest of the graph (and of composite LSTMs)
-into integer kernels. Then only the weights of the LSTMs edgelstm rewrote are re-derived
-with the pair-safe scheme (:func:`edgelstm.targets.onnx.weight_schemes.requantize`); the
-rest of the graph keeps onnxruntime's quantization.
+onnxruntime's ``quantize_dynamic`` runs over the rewritten float model (subgraphs included,
+``Conv`` left float), with the settings of :mod:`edgelstm.targets.onnx.dynamic`. It turns the
+fused LSTMs into ``DynamicQuantizeLSTM`` and the MatMuls of the rest of the graph (and of
+composite LSTMs) into integer kernels. Every weight is then re-derived with each candidate
+scheme, and the candidate with the smallest error on CPUs without VNNI (measured, grown by
+the simulated saturation cost where pairs exceed 128) is kept, ORT's own defaults among the
+candidates (:mod:`edgelstm.targets.onnx.scheme_choice`).
 """
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import onnx
 
 from edgelstm.errors import ModelFileError, UnsupportedError
 from edgelstm.targets.onnx.dynamic import (
     PER_CHANNEL,
-    REDUCE_RANGE,
-    WEIGHT_SCHEME,
     _ort_quantize_dynamic,
 )
-from edgelstm.targets.onnx.weight_schemes import requantize, walk_graphs
+from edgelstm.targets.onnx.weight_schemes import walk_graphs
 
 SKIPPED_OPS = ("Conv",)
 """Left float: onnxruntime's dynamic ``ConvInteger`` quantizes activations per call and was
@@ -37,16 +38,25 @@ def op_types() -> list[str]:
 
 
 def quantize_whole(
-    model: onnx.ModelProto, lstm_weights: set[str], checked: bool = True
+    model: onnx.ModelProto,
+    lstm_weights: set[str],
+    checked: bool = True,
+    *,
+    calibration: np.ndarray | list[dict[str, np.ndarray]] | None = None,
 ) -> onnx.ModelProto:
     """Dynamic-int8 ``model``; ``lstm_weights``: the float initializers edgelstm emitted for
-    the rewritten LSTMs (re-derived with edgelstm's scheme, the rest left to onnxruntime);
-    ``checked``: the result must pass ``onnx.checker`` (when the original did)."""
+    the rewritten LSTMs (counted in the metadata; every weight takes the chosen scheme);
+    ``checked``: the result must pass ``onnx.checker`` (when the original did);
+    ``calibration``: [N, T, I] sequences or feeds of the graph to measure the schemes on
+    (else seeded inputs: :func:`~edgelstm.targets.onnx.scheme_choice.default_feeds`)."""
+    from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, choose_scheme
+
     try:
-        data = _ort_quantize_dynamic(
+        quantized, choice = choose_scheme(
             model,
+            _ort_quantize_dynamic,
+            calibration,
             per_channel=PER_CHANNEL,
-            reduce_range=REDUCE_RANGE,
             op_types_to_quantize=op_types(),
             extra_options={"EnableSubgraph": True},
         )
@@ -59,17 +69,16 @@ def quantize_whole(
             f"onnxruntime's quantize_dynamic failed on this graph ({type(exc).__name__}: "
             f"{(text[-1] if text else '')[:200]}); compile without --quantize (float)",
         ) from None
-    quantized = onnx.load_model_from_string(data)
-    floats = onnx.ModelProto()
-    floats.graph.initializer.extend(
-        t for g in walk_graphs(model.graph) for t in g.initializer if t.name in lstm_weights
-    )
-    count = requantize(quantized, floats, WEIGHT_SCHEME)
+    names = {i.name for g in walk_graphs(quantized.graph) for i in g.initializer}
+    count = sum(f"{w}_quantized" in names for w in lstm_weights)
     for g in walk_graphs(quantized.graph):  # the quantizer's shape notes can be wrong in bodies
         del g.value_info[:]
     props = {p.key: p.value for p in model.metadata_props}
     props["edgelstm.quantize"] = "dynamic"
-    props["edgelstm.weight_scheme"] = f"{WEIGHT_SCHEME} on {count} LSTM weight(s); rest: ORT"
+    props[SCHEME_KEY] = choice
+    props["edgelstm.weight_scheme"] = (
+        f"{json.loads(choice)['chosen']} on every quantized weight ({count} of them LSTM's)"
+    )
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, props)
     quantized.producer_name = model.producer_name

@@ -319,14 +319,14 @@ def test_dynamic_quantize_lstm_source_becomes_float(tmp_path):
         assert np.abs(w - g).max() <= TOL
 
 
-def test_quantize_dynamic_one_model_pair_safe():
+def test_quantize_dynamic_one_model_never_saturating():
     model = _lstm_graph("bidirectional")
     new, report = rewrite_onnx(model, CompileOptions(quantize="dynamic"))
     assert report.quantize == "dynamic"
     ops = {n.op_type for n in new.graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
-    sums = pair_sums(new)
-    assert sums and max(sums.values()) <= PAIR_LIMIT
+    # the measured scheme may be uint8 (no int8 pairs at all); int8 weights stay pair-safe
+    assert max(pair_sums(new).values(), default=0) <= PAIR_LIMIT
     feeds = _feeds(model)
     for w, g in zip(_run(model, feeds), _run(new, feeds), strict=True):
         assert np.abs(w - g).max() <= 0.05
