@@ -4,7 +4,10 @@ A pure LSTM stack (with at most one Dense head) is left to the LSTM-only path (N
 behaviour is unchanged; any other chain model is converted whole: its LSTMs fused by
 edgelstm, the other layers by TensorFlow's converter, linked into one .tflite
 (:mod:`edgelstm.whole.keras_tflite`); ``-o X.onnx`` goes to
-:mod:`edgelstm.whole.keras_onnx`. TensorFlow loads only inside :func:`run`.
+:mod:`edgelstm.whole.keras_onnx`. ``--optimize latency`` (.tflite, float or dynamic)
+measures each LSTM fused vs unfused in the linked file and keeps the fastest that is as
+exact as the default (``--max-error`` to allow more; ``--data`` the model's inputs to verify
+on; :mod:`edgelstm.whole.optimize`). TensorFlow loads only inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def _refuse_flags(args: argparse.Namespace) -> None:
                 "apply: drop it, or compile the LSTM alone from Python with "
                 "edgelstm.from_keras(model.get_layer(NAME))",
             )
+    if getattr(args, "int8_lowering", "fused") not in (None, "fused"):
+        raise UnsupportedError(
+            "compile",
+            "--int8-lowering: a whole Keras model's LSTMs take the fused int8 op; drop the "
+            "flag, or compile the LSTM alone (edgelstm.from_keras(model.get_layer(NAME)))",
+        )
     if getattr(args, "target", "tflite") != "tflite":
         raise UnsupportedError(
             "compile",

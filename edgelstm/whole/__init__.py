@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from edgelstm.whole.converter import TFLiteConverter
     from edgelstm.whole.keras_onnx import keras_to_onnx
     from edgelstm.whole.keras_tflite import keras_to_tflite
+    from edgelstm.whole.optimize import optimize_torch, optimize_whole
     from edgelstm.whole.segments import split_keras
     from edgelstm.whole.torch_module import TorchConverter, from_torch_module
     from edgelstm.whole.torch_split import torch_to_tflite
@@ -25,6 +26,8 @@ __all__ = [
     "from_torch_module",
     "keras_to_onnx",
     "keras_to_tflite",
+    "optimize_torch",
+    "optimize_whole",
     "split_keras",
     "torch_to_tflite",
 ]
@@ -36,6 +39,8 @@ _HOMES = {
     "from_torch_module": "edgelstm.whole.torch_module",
     "keras_to_onnx": "edgelstm.whole.keras_onnx",
     "keras_to_tflite": "edgelstm.whole.keras_tflite",
+    "optimize_torch": "edgelstm.whole.optimize",
+    "optimize_whole": "edgelstm.whole.optimize",
     "split_keras": "edgelstm.whole.segments",
 }
 

@@ -118,6 +118,10 @@ class TFLiteConverter:
         self.target_spec = TargetSpec()
         self.batch: int | None = None
         """edgelstm's addition: a fixed batch size (None: resizable)."""
+        self.optimize_latency: bool = False
+        """edgelstm's addition: each LSTM fused or unfused, whichever links into the fastest
+        file as exact as the fused one (measured; float and dynamic only), as
+        ``edgelstm compile --optimize latency`` does."""
         self.result: Any = None
         """The last :meth:`convert`'s :class:`~edgelstm.whole.keras_tflite.WholeResult`."""
 
@@ -157,5 +161,10 @@ class TFLiteConverter:
         from edgelstm.whole.keras_tflite import keras_to_tflite
 
         options, in_type, out_type = self.options()
-        self.result = keras_to_tflite(self._model, options, io_types=(in_type, out_type))
+        self.result = keras_to_tflite(
+            self._model,
+            options,
+            io_types=(in_type, out_type),
+            optimize="latency" if self.optimize_latency else None,
+        )
         return self.result.data

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,15 +38,22 @@ import numpy as np
 
 from edgelstm.errors import EdgeLSTMError, InputDataError, UnsupportedError
 from edgelstm.ir.options import CompileOptions, UnfusedOptions
+from edgelstm.whole.optimize_io import (
+    DEFAULT_SEQUENCES,
+    OPTIMIZE_NAME,
+    link_parts,
+    read_choice,
+    run_file,
+    time_interleaved,
+    verification_inputs,
+)
 from edgelstm.whole.segments import LstmSegment, WholeModel
 
-OPTIMIZE_NAME = "edgelstm.optimize"
 FLOAT_BUDGET = 1e-5
 """The default error budget's floor: a float whole file equals Keras to this."""
 ERROR_SLACK = 1.25
 """The default budget allows this factor over the default (fused) file's own error."""
 MAX_COMBINATIONS = 16
-DEFAULT_SEQUENCES = 8
 FUSED = "fused"
 
 
@@ -96,7 +102,8 @@ class WholeOptimizeTable:
         ]
         head = (
             f"whole-model latency search (quantize={self.quantize}): max error "
-            f"{self.max_error:.2g} vs Keras; {self.runs} interleaved timed runs per survivor (p50)"
+            f"{self.max_error:.2g} vs the framework; {self.runs} interleaved timed runs per "
+            "survivor (p50)"
         )
         table = text_table(("LSTM lowering(s)", "max error", "p50 ms", "x best", "verdict"), rows)
         return head + "\n" + table
@@ -105,11 +112,11 @@ class WholeOptimizeTable:
         return self.format()
 
 
-def lstm_variants(
-    seg: LstmSegment, options: CompileOptions
+def unfused_variants(
+    model: Any, options: CompileOptions, steps: int | None, masked: bool = False
 ) -> list[tuple[str, Callable[[], bytes]]]:
-    """(label, build) of each lowering of one LSTM segment: fused first, then the unfused
-    automatic schedule and the alternatives the LSTM-only search also times."""
+    """(label, build) of the unfused lowerings of one LSTM run: the automatic schedule and
+    the alternatives the LSTM-only search also times (none for int8: see the module doc)."""
     from edgelstm.targets.tflite.unfused.emit import (
         UNROLL_BUDGET,
         choose_schedule,
@@ -117,35 +124,30 @@ def lstm_variants(
         to_tflite_unfused,
         while_plan,
     )
-    from edgelstm.whole.keras_tflite import convert_lstm_segment
 
-    out: list[tuple[str, Callable[[], bytes]]] = [
-        (FUSED, lambda: convert_lstm_segment(seg, options, io=False))
-    ]
-    if options.quantize not in ("none", "dynamic"):
-        return out
-    model, q, steps = seg.model, options.quantize, seg.input_shape[0]
-    auto = choose_schedule(model, steps, q, options.batch)
+    q, batch = options.quantize, options.batch
+    if q not in ("none", "dynamic"):
+        return []
+    auto = choose_schedule(model, steps, q, batch)
     schedules = [auto]
     if auto[0] == "unrolled":
-        schedules.append(("while", *while_plan(model, steps, q, options.batch)))
+        schedules.append(("while", *while_plan(model, steps, q, batch)))
     elif steps is not None and recurrent_bytes(model, q) * steps <= 4 * UNROLL_BUDGET:
         schedules.append(("unrolled", steps, None))
     if auto[0] == "while" and auto[1] != 1:
-        schedules.append(("while", *while_plan(model, steps, q, options.batch, chunk=1)))
+        schedules.append(("while", *while_plan(model, steps, q, batch, chunk=1)))
+    out: list[tuple[str, Callable[[], bytes]]] = []
     for sched, chunk, segment in schedules:
         label = "unfused unrolled" if sched == "unrolled" else f"unfused WHILE {chunk} step/trip"
         opts = dataclasses.replace(
             options,
             seq_len=steps,
-            time_major=False,
             unfused=UnfusedOptions(sched, chunk, segment),  # type: ignore[arg-type]
         )
 
         def build(o: CompileOptions = opts) -> bytes:
-            data = to_tflite_unfused(model, o)
-            if not seg.masked:
-                return data
+            if not masked:
+                return to_tflite_unfused(model, o)
             from edgelstm.whole.masking import add_mask_tail
 
             full = to_tflite_unfused(dataclasses.replace(model, return_sequences=True), o)
@@ -155,120 +157,15 @@ def lstm_variants(
     return out
 
 
-def link_parts(parts: Sequence[bytes], metadata: dict[str, bytes] | None = None) -> bytes:
-    """Parts in series, each part's first output feeding the next (an unfused LSTM's final
-    states are further outputs nobody reads: computed and dropped)."""
-    from edgelstm.targets.tflite.link import link_graph
+def lstm_variants(
+    seg: LstmSegment, options: CompileOptions
+) -> list[tuple[str, Callable[[], bytes]]]:
+    """(label, build) of each lowering of one Keras LSTM segment, fused first."""
+    from edgelstm.whole.keras_parts import convert_lstm_segment
 
-    n = len(parts)
-    metadata = {**_stale_state_entry(parts), **(metadata or {})}
-    return link_graph(
-        list(parts),
-        inputs=[(0, 0)],
-        edges={(k, 0): (k - 1, 0) for k in range(1, n)},
-        outputs=[(n - 1, 0)],
-        input_names=["input"],
-        output_names=["output"],
-        metadata=metadata,
-    )
-
-
-def _stale_state_entry(parts: Sequence[bytes]) -> dict[str, bytes]:
-    """The one LSTM part's ``edgelstm`` entry without ``state_io`` / ``final_states``: an
-    unfused part's final-state outputs are not outputs of the linked file, and a runner
-    that read them would look for tensors the file does not expose."""
-    from edgelstm.targets.tflite.link_merge import text
-    from edgelstm.targets.tflite.metadata import METADATA_NAME
-    from edgelstm.targets.tflite.schema import decode_model
-
-    found = []
-    for data in parts:
-        model = decode_model(bytes(data))
-        for m in model.metadata or []:
-            if text(m.name) == METADATA_NAME:
-                raw = bytes(memoryview(model.buffers[int(m.buffer)].data).cast("B"))
-                found.append(json.loads(raw.decode()))
-    if len(found) != 1 or not {"state_io", "final_states"} & set(found[0]):
-        return {}
-    meta = {k: v for k, v in found[0].items() if k not in ("state_io", "final_states")}
-    return {METADATA_NAME: json.dumps(meta, sort_keys=True).encode()}
-
-
-def verification_inputs(whole: WholeModel, data: Any, n: int = DEFAULT_SEQUENCES) -> np.ndarray:
-    """``data`` (the model's inputs) or seeded ones: N(0, 1), or token ids below the
-    Embedding's vocabulary size for an integer input."""
-    shape = [d if d is not None else 50 for d in whole.input_shape]
-    if data is not None:
-        x = np.asarray(data)
-        if x.ndim != len(shape) + 1 or list(x.shape[1:]) != list(shape):
-            raise InputDataError(
-                f"data: expected [N, {', '.join(map(str, shape))}] (the model's input), "
-                f"found {list(x.shape)}"
-            )
-        return x.astype(whole.input_dtype)
-    rng = np.random.default_rng(0)
-    if np.issubdtype(np.dtype(whole.input_dtype), np.integer):
-        vocab = min(
-            (
-                int(layer.input_dim)
-                for seg in whole.segments
-                for layer in seg.layers
-                if hasattr(layer, "input_dim")
-            ),
-            default=2,
-        )
-        return rng.integers(0, vocab, (n, *shape)).astype(whole.input_dtype)
-    return rng.standard_normal((n, *shape)).astype(np.float32)
-
-
-def run_file(data: bytes, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """One sequence per invoke on LiteRT's Interpreter (as the whole-model tests run it)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=data, num_threads=threads)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    if list(inp["shape"]) != [1, *x.shape[1:]]:
-        it.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
-        it.allocate_tensors()
-    ys = []
-    for row in x:
-        it.set_tensor(inp["index"], row[None].astype(inp["dtype"]))
-        it.invoke()
-        ys.append(it.get_tensor(out["index"])[0].astype(np.float64))
-    return np.stack(ys)
-
-
-def time_interleaved(
-    files: Sequence[bytes], x: np.ndarray, runs: int = 100, warmup: int = 10, threads: int = 1
-) -> list[float]:
-    """p50 ms of one invoke of each file on input ``x[0:1]``, timed round-robin in blocks of
-    10 with the order rotated each round (background load hits every file alike)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    its = []
-    for data in files:
-        it = Interpreter(model_content=data, num_threads=threads)
-        it.allocate_tensors()
-        inp = it.get_input_details()[0]
-        if list(inp["shape"]) != [1, *x.shape[1:]]:
-            it.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
-            it.allocate_tensors()
-        it.set_tensor(inp["index"], x[:1].astype(inp["dtype"]))
-        its.append(it)
-    for _ in range(warmup):
-        for it in its:
-            it.invoke()
-    times: list[list[float]] = [[] for _ in its]
-    block, clock = 10, time.perf_counter_ns
-    for k in range(-(-runs // block)):
-        for j in range(len(its)):
-            i = (j + k) % len(its)
-            for _ in range(min(block, runs - k * block)):
-                t0 = clock()
-                its[i].invoke()
-                times[i].append((clock() - t0) / 1e6)
-    return [float(np.median(t)) for t in times]
+    fused = (FUSED, lambda: convert_lstm_segment(seg, options, io=False))
+    opts = dataclasses.replace(options, time_major=False)
+    return [fused, *unfused_variants(seg.model, opts, seg.input_shape[0], seg.masked)]
 
 
 def _combinations(variants: list[list[str]]) -> list[tuple[str, ...]]:
@@ -279,45 +176,28 @@ def _combinations(variants: list[list[str]]) -> list[tuple[str, ...]]:
     return [tuple(v for _ in variants) for v in kinds]
 
 
-def optimize_whole(
-    model: Any,
-    options: CompileOptions | None = None,
+def search(
+    parts: Sequence[bytes],
+    slots: dict[int, list[tuple[str, Callable[[], bytes]]]],
+    x: np.ndarray,
+    ref: np.ndarray,
     *,
-    data: Any = None,
+    quantize: str,
     max_error: float | None = None,
     runs: int = 100,
     warmup: int = 10,
     threads: int = 1,
-    io_types: tuple[str, str] | None = None,
-) -> tuple[bytes, WholeModel, tuple[str, ...], WholeOptimizeTable]:
-    """The fastest whole file of ``model`` (a Keras model or its :class:`WholeModel`) within
-    ``max_error`` of Keras on ``data`` (module doc for the default budget).
-
-    Returns (file bytes, the split model, TF op names, the table of every candidate).
-    """
+) -> tuple[bytes, WholeOptimizeTable]:
+    """The fastest linked file: ``parts`` in series, part k replaced by one of ``slots[k]``
+    (label, build) — the first of each is the default, ``parts[k]`` itself — verified on
+    ``x`` against the framework's ``ref`` (module doc for the budget and the tie rule)."""
     from edgelstm.measure.optimize import TIE_MARGIN
-    from edgelstm.whole.keras_tflite import convert_parts, tf_op_names
-    from edgelstm.whole.segments import split_keras
 
-    options = options if options is not None else CompileOptions(batch=None)
     if max_error is not None and not (max_error > 0 and np.isfinite(max_error)):
         raise InputDataError(f"max_error: expected a positive number, found {max_error!r}")
-    whole = model if isinstance(model, WholeModel) else split_keras(model, options.seq_len)
-    parts = convert_parts(whole, options, io_types)
-    x = verification_inputs(whole, data)
-    ref = np.asarray(whole.keras_model(x, training=False), dtype=np.float64)
-
-    lstm_at = [k for k, s in enumerate(whole.segments) if isinstance(s, LstmSegment)]
-    plain_io = options.quantize != "int8" and not (io_types and "int8" in io_types)
-    builds: dict[tuple[int, str], Callable[[], bytes]] = {}
-    labels: list[list[str]] = []
-    for k in lstm_at:
-        seg = whole.segments[k]
-        assert isinstance(seg, LstmSegment)
-        variants = lstm_variants(seg, options) if plain_io else [(FUSED, lambda: b"")]
-        labels.append([label for label, _ in variants])
-        builds |= {(k, label): build for label, build in variants}
-    built: dict[tuple[int, str], bytes | str] = {(k, FUSED): parts[k] for k in lstm_at}
+    at = sorted(slots)
+    builds = {(k, label): build for k in at for label, build in slots[k]}
+    built: dict[tuple[int, str], bytes | str] = {(k, slots[k][0][0]): parts[k] for k in at}
 
     def part(k: int, label: str) -> bytes | str:
         if (k, label) not in built:
@@ -327,30 +207,30 @@ def optimize_whole(
                 built[(k, label)] = str(getattr(exc, "reason", exc))
         return built[(k, label)]
 
+    def pieces(c: WholeCandidate) -> list[bytes | str]:
+        chosen = dict(zip(at, c.lowerings, strict=True))
+        return [part(k, chosen[k]) if k in chosen else p for k, p in enumerate(parts)]
+
+    labels = [[label for label, _ in slots[k]] for k in at]
     cands = [WholeCandidate(combo) for combo in _combinations(labels)]
     for c in cands:
-        pieces = list(parts)
-        for k, label in zip(lstm_at, c.lowerings, strict=True):
-            piece = part(k, label)
-            if isinstance(piece, str):
-                c.verdict = f"refused: {piece}"
-                break
-            pieces[k] = piece
-        if c.verdict:
+        files = pieces(c)
+        refused = [p for p in files if isinstance(p, str)]
+        if refused:
+            c.verdict = f"refused: {refused[0]}"
             continue
         try:
-            c.data = link_parts(pieces)
+            c.data = link_parts([p for p in files if isinstance(p, bytes)])
             y = run_file(c.data, x, threads)
         except (EdgeLSTMError, ValueError, RuntimeError) as exc:
             c.verdict, c.data = f"refused: {str(exc)[:160]}", None
             continue
         y = y.reshape(ref.shape) if y.size == ref.size else y
         c.error = float(np.max(np.abs(y - ref))) if y.shape == ref.shape else float("inf")
-    default = cands[0]  # all fused: the default conversion
     budget = max_error
-    if budget is None:
-        base = default.error if default.error is not None and np.isfinite(default.error) else 0
-        budget = max(FLOAT_BUDGET, ERROR_SLACK * base)
+    if budget is None:  # the default file's accuracy (cands[0]: every slot's default)
+        base = cands[0].error if cands[0].error is not None else 0.0
+        budget = max(FLOAT_BUDGET, ERROR_SLACK * (base if np.isfinite(base) else 0.0))
     for c in cands:
         if c.error is not None and not (np.isfinite(c.error) and c.error <= budget):
             c.verdict = f"error over budget ({c.error:.2e} > {budget:.2g})"
@@ -358,7 +238,7 @@ def optimize_whole(
     if not survivors:
         raise UnsupportedError(
             "optimize",
-            f"no whole-model variant is within max error {budget:.2g} of Keras: "
+            f"no whole-model variant is within max error {budget:.2g} of the framework: "
             + "; ".join(f"{c.name}: {c.verdict}" for c in cands)
             + " (raise --max-error, or compile without --optimize)",
         )
@@ -378,29 +258,144 @@ def optimize_whole(
                 else f"slower by {100 * (c.p50_ms / best.p50_ms - 1):.0f}%"
             )
     order = sorted(cands, key=lambda c: (not c.chosen, c.p50_ms is None, c.p50_ms or 0.0))
-    table = WholeOptimizeTable(order, budget, options.quantize, runs)
+    table = WholeOptimizeTable(order, budget, quantize, runs)
     record = {
         "objective": "latency",
-        "quantize": options.quantize,
+        "quantize": quantize,
         "max_error": budget,
         "lstm_segments": [
-            {"segment": k, "lowering": low} for k, low in zip(lstm_at, best.lowerings, strict=True)
+            {"segment": k, "lowering": low} for k, low in zip(at, best.lowerings, strict=True)
         ],
         "error": best.error,
         "candidates": [
             {"lowerings": list(c.lowerings), "error": c.error, "p50_ms": c.p50_ms} for c in order
         ],
     }
-    pieces = [
-        part(k, best.lowerings[lstm_at.index(k)]) if k in lstm_at else p
-        for k, p in enumerate(parts)
-    ]
-    data_out = link_parts(
-        [p for p in pieces if isinstance(p, bytes)],
-        metadata={OPTIMIZE_NAME: json.dumps(record, sort_keys=True).encode()},
-    )
+    final = [p for p in pieces(best) if isinstance(p, bytes)]
+    meta = {OPTIMIZE_NAME: json.dumps(record, sort_keys=True).encode()}
+    return link_parts(final, metadata=meta), table
+
+
+def optimize_whole(
+    model: Any,
+    options: CompileOptions | None = None,
+    *,
+    data: Any = None,
+    max_error: float | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    threads: int = 1,
+    io_types: tuple[str, str] | None = None,
+) -> tuple[bytes, WholeModel, tuple[str, ...], WholeOptimizeTable]:
+    """The fastest whole file of a Keras model (or its :class:`WholeModel`) within
+    ``max_error`` of Keras on ``data`` (module doc for the default budget).
+
+    Returns (file bytes, the split model, TF op names, the table of every candidate).
+    """
+    from edgelstm.whole.keras_parts import convert_parts, tf_op_names
+    from edgelstm.whole.segments import split_keras
+
+    options = options if options is not None else CompileOptions(batch=None)
+    whole = model if isinstance(model, WholeModel) else split_keras(model, options.seq_len)
+    parts = convert_parts(whole, options, io_types)
+    x = verification_inputs(whole, data)
+    ref = np.asarray(whole.keras_model(x, training=False), dtype=np.float64)
+    plain_io = options.quantize != "int8" and not (io_types and "int8" in io_types)
+    slots = {
+        k: lstm_variants(seg, options) if plain_io else [(FUSED, lambda: b"")]
+        for k, seg in enumerate(whole.segments)
+        if isinstance(seg, LstmSegment)
+    }
+    data_out, table = search(
+        parts, slots, x, ref, quantize=options.quantize, max_error=max_error, runs=runs,
+        warmup=warmup, threads=threads,
+    )  # fmt: skip
     tf_parts = [p for p, s in zip(parts, whole.segments, strict=True) if _is_tf(s)]
     return data_out, whole, tf_op_names(tf_parts), table
+
+
+def optimize_torch(
+    module: Any,
+    example_input: Any,
+    options: CompileOptions | None = None,
+    *,
+    max_error: float | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    threads: int = 1,
+) -> tuple[bytes, WholeOptimizeTable]:
+    """:func:`edgelstm.whole.torch_split.torch_to_tflite` with each ``nn.LSTM`` fused or
+    unfused, whichever links into the fastest file within ``max_error`` of PyTorch on
+    ``example_input`` (the same split and litert-torch segments; float or dynamic)."""
+    import torch
+
+    from edgelstm.importers.torch_lstm import from_torch
+    from edgelstm.targets.tflite import to_tflite
+    from edgelstm.whole import torch_split as ts
+
+    options = options or CompileOptions()
+    if options.quantize not in ("none", "dynamic"):
+        raise UnsupportedError(
+            "tflite", "optimize_torch: quantize must be 'none' or 'dynamic' (no int8 yet)"
+        )
+    litert_torch = ts._litert_torch()
+    was_training = module.training
+    module.eval()
+    parts: list[bytes] = []
+    slots: dict[int, list[tuple[str, Callable[[], bytes]]]] = {}
+    try:
+        with torch.no_grad():
+            x = _torch_inputs(torch, example_input)
+            rows = [module(torch.from_numpy(row[None])).numpy() for row in x]
+            ref = np.concatenate(rows).astype(np.float64)
+            value = example_input
+            for part in ts.split_torch(module):
+                if part.kind == "lstm":
+                    model = from_torch(part.module)
+                    batch, steps = value.shape[:2]
+                    if not part.module.batch_first:
+                        batch, steps = steps, batch
+                    fixed = CompileOptions(
+                        batch=int(batch), seq_len=int(steps), quantize=options.quantize
+                    )
+                    parts.append(to_tflite(model, fixed))
+                    slots[len(parts) - 1] = [
+                        (FUSED, lambda: b""),
+                        *unfused_variants(model, fixed, int(steps)),
+                    ]
+                    value = part.module(value)[0]
+                else:
+                    with ts._quiet(litert_torch):
+                        converted = litert_torch.convert(part.module, (value,))
+                        segment = bytes(converted.model_content())
+                        if options.quantize == "dynamic":
+                            segment = ts._dynamic(segment)
+                    parts.append(segment)
+                    value = part.module(value)
+    except EdgeLSTMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - litert-torch raises many kinds
+        raise UnsupportedError(
+            "tflite",
+            f"litert-torch could not convert a segment ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}); {ts.ONNX_WAY_OUT}",
+        ) from None
+    finally:
+        module.train(was_training)
+    return search(
+        parts, slots, x, ref, quantize=options.quantize, max_error=max_error, runs=runs,
+        warmup=warmup, threads=threads,
+    )  # fmt: skip
+
+
+def _torch_inputs(torch: Any, example: Any) -> np.ndarray:
+    """The example input, and for a batch of 1 seven more seeded N(0, 1) rows of its shape
+    (one sequence is a thin basis for comparing two lowerings' dynamic-range error)."""
+    x = np.asarray(example.detach().numpy(), dtype=np.float32)
+    if x.shape[0] != 1 or not np.issubdtype(x.dtype, np.floating):
+        return x
+    more = np.random.default_rng(0).standard_normal((DEFAULT_SEQUENCES - 1, *x.shape[1:]))
+    return np.concatenate([x, more.astype(np.float32)])
 
 
 def _is_tf(seg: Any) -> bool:
@@ -409,28 +404,18 @@ def _is_tf(seg: Any) -> bool:
     return isinstance(seg, KerasSegment)
 
 
-def read_choice(data: bytes) -> dict[str, Any] | None:
-    """The ``edgelstm.optimize`` entry of a file (None when it was not optimized)."""
-    from edgelstm.targets.tflite.link_merge import text
-    from edgelstm.targets.tflite.schema import decode_model
-
-    model = decode_model(bytes(data))
-    for m in model.metadata or []:
-        if text(m.name) == OPTIMIZE_NAME and 0 <= int(m.buffer) < len(model.buffers):
-            raw = bytes(memoryview(model.buffers[int(m.buffer)].data).cast("B"))
-            return json.loads(raw.decode())
-    return None
-
-
 __all__ = [
     "OPTIMIZE_NAME",
     "WholeCandidate",
     "WholeOptimizeTable",
     "link_parts",
     "lstm_variants",
+    "optimize_torch",
     "optimize_whole",
     "read_choice",
     "run_file",
+    "search",
     "time_interleaved",
+    "unfused_variants",
     "verification_inputs",
 ]

@@ -23,6 +23,9 @@ import numpy as np
 from edgelstm.errors import CalibrationError, MissingDependencyError
 from edgelstm.ir.options import CompileOptions
 
+LITERT_TORCH_EXTRA = "pip install 'edgelstm[torch-tflite]'"
+"""The extra that brings litert-torch and ai-edge-quantizer (torch_split says it too)."""
+
 MAX_CALIBRATION_BATCHES = 64
 """Batches (of the example input's batch size) ai-edge-quantizer calibrates a segment on."""
 
@@ -76,8 +79,6 @@ def _static_int8(segment: bytes, feeds: list[Any]) -> bytes:
         from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
         from ai_edge_quantizer.utils import qsv_utils
     except ImportError:
-        from edgelstm.whole.torch_split import LITERT_TORCH_EXTRA
-
         raise MissingDependencyError(
             f"int8 of a whole PyTorch module needs ai-edge-quantizer: {LITERT_TORCH_EXTRA}"
         ) from None

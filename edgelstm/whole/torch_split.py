@@ -26,8 +26,8 @@ from typing import Any
 
 from edgelstm.errors import CalibrationError, MissingDependencyError, SpecError, UnsupportedError
 from edgelstm.ir.options import CompileOptions
+from edgelstm.whole.torch_int8 import LITERT_TORCH_EXTRA
 
-LITERT_TORCH_EXTRA = "pip install 'edgelstm[torch-tflite]'"
 ONNX_WAY_OUT = (
     "or convert to ONNX (edgelstm.from_torch_module(module, x) / -o model.onnx), which "
     "takes any graph around the LSTMs"

@@ -100,3 +100,19 @@ def _whole(kinds: str, input_dtype: str = "float32") -> WholeModel:
 )
 def test_boundary_types(kinds, dtype, quantize, io, want):
     assert boundary_types(_whole(kinds, dtype), quantize, io) == want
+
+
+@pytest.mark.parametrize("latency", [False, True])
+def test_optimize_latency_reaches_the_whole_model_search(monkeypatch, latency):
+    """``converter.optimize_latency`` asks keras_to_tflite for the measured lowering search."""
+    import edgelstm.whole.keras_tflite as kt
+
+    seen = {}
+
+    def fake(model, options, *, io_types, optimize):
+        seen["optimize"] = optimize
+        return type("R", (), {"data": b"tflite"})()
+
+    monkeypatch.setattr(kt, "keras_to_tflite", fake)
+    assert _conv(optimize_latency=latency).convert() == b"tflite"
+    assert seen["optimize"] == ("latency" if latency else None)

@@ -33,23 +33,34 @@ def _conv():
     )
 
 
-def _masked_bidi():
+def _masked():
     return keras.Sequential(
         [
             keras.Input((T, 4)),
             keras.layers.Masking(),
-            keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True)),
+            keras.layers.LSTM(6, return_sequences=True),
             keras.layers.TimeDistributed(keras.layers.Dense(3)),
         ]
     )
 
 
-MODELS = {"conv": (_conv, (2 * T, 3)), "masked_bidi": (_masked_bidi, (T, 4))}
+def _bidi():
+    return keras.Sequential(
+        [
+            keras.Input((T, 4)),
+            keras.layers.Dense(5, activation="relu"),
+            keras.layers.Bidirectional(keras.layers.LSTM(6)),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+MODELS = {"conv": (_conv, (2 * T, 3)), "masked": (_masked, (T, 4)), "bidi": (_bidi, (T, 4))}
 
 
 def _inputs(name: str, n: int = 6) -> np.ndarray:
     x = np.random.default_rng(7).normal(size=(n, *MODELS[name][1])).astype(np.float32)
-    if name == "masked_bidi":  # post-padded
+    if name == "masked":  # post-padded
         for k, length in enumerate(range(T - n + 1, T + 1)):
             x[k, length:] = 0.0
     return x
@@ -146,3 +157,33 @@ def test_cli_optimize_latency(results, tmp_path, capsys) -> None:
     onnx = tmp_path / "fast.onnx"
     assert main(["compile", str(src), "-o", str(onnx), "--optimize", "latency"]) != 0
     assert not onnx.exists()
+
+
+@pytest.mark.torch
+def test_optimize_torch_float_equals_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("litert_torch")
+    from edgelstm.whole.optimize import optimize_torch
+
+    class ConvLstm(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv1d(3, 5, 3, padding=1)
+            self.lstm = torch.nn.LSTM(5, 6, batch_first=True, proj_size=4)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            y, _ = self.lstm(torch.relu(self.conv(x)).transpose(1, 2))
+            return self.fc(y)
+
+    torch.manual_seed(0)
+    module = ConvLstm().eval()
+    data, table = optimize_torch(module, torch.randn(1, 3, T), CompileOptions(), runs=5)
+    x = torch.randn(1, 3, T)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    assert np.abs(_run(data, x.numpy()) - expected).max() <= FLOAT_TOL
+    assert [e["lowering"] for e in read_choice(data)["lstm_segments"]] == list(
+        table.chosen.lowerings
+    )
+    assert sum(c.data is not None for c in table.candidates) >= 2  # fused and unfused linked
