@@ -18,7 +18,9 @@ TFLite with ``nearest`` and ``compensated`` weight rounding, hybrid TFLite, ONNX
 max error as a fraction of the output range's half-width, and, for classifiers, the share of
 held-out decisions (argmax) that flip. Row ``integer``: the all-integer unfused lowering
 (``--int8-lowering integer``: int16 gates at chosen scales, int8 I/O) on LiteRT (TFLM for
-layer norm), in the fused file's output LSB; row ``latency``: both on LiteRT, 1 thread.
+layer norm), in the fused file's output LSB; row ``int16x8``: the same lowering with int16
+activations end to end (``--quantize int16x8``: int16 input, h and outputs; float I/O), in
+the same yardstick; row ``latency``: all three on LiteRT, 1 thread.
 """
 
 from __future__ import annotations
@@ -305,6 +307,68 @@ def run_integer(data: bytes, x: np.ndarray, backend: str = "litert") -> np.ndarr
     return (y.astype(np.float64) - zero) * scale
 
 
+def int16x8_file(model: LSTMModel, entry: Entry, batch: int, steps: int) -> bytes:
+    """``--quantize int16x8`` (float I/O); with layer norm for TFLite Micro (LiteRT has no
+    int16 SQUARED_DIFFERENCE)."""
+    from edgelstm.targets.tflite.int8_choice import to_tflite_int16x8
+
+    ln = any(v.weights.spec.layer_norm for v in model.walk())
+    options = CompileOptions(
+        batch=batch,
+        seq_len=steps,
+        quantize="int16x8",
+        calibration=entry.calibration,
+        target="tflm" if ln else "tflite",
+    )
+    return to_tflite_int16x8(model, options)
+
+
+def run_float_io(data: bytes, x: np.ndarray, backend: str = "litert") -> np.ndarray:
+    """A float-I/O file (int16x8) on LiteRT, or on TFLM one batch of the file's at a time."""
+    from edgelstm.runtime.litert import LiteRTRunner
+
+    runner = LiteRTRunner(data)
+    if backend == "litert":
+        return runner.run(np.asarray(x, np.float32))[0].astype(np.float64)
+    from edgelstm.runtime.tflm import TFLMRunner
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.tflite"
+        path.write_bytes(data)
+        tflm = TFLMRunner(path)
+        axis = 1 if runner.time_major else 0
+        chunk = runner._input["shape"][axis]
+        parts = [
+            tflm.run(np.take(x, range(s, s + chunk), axis=axis).astype(np.float32))[0]
+            for s in range(0, x.shape[axis], chunk)
+        ]
+    return np.concatenate(parts, axis=axis if parts[0].ndim == 3 else 0).astype(np.float64)
+
+
+def int16x8_row(entry: Entry, lsb: float, half_width: float) -> dict[str, float]:
+    """``--quantize int16x8`` against the float64 reference, in the fused int8 file's output
+    LSB and half-width; LiteRT, or TFLM (one sequence per invoke) with layer norm."""
+    lstm = entry.lstm_only
+    litert = not any(v.weights.spec.layer_norm for v in lstm.walk())
+    batch, steps = _shape(entry, entry.held_out)
+
+    def run(model: LSTMModel) -> np.ndarray:
+        data = int16x8_file(model, entry, batch if litert else 1, steps)
+        return run_float_io(data, entry.held_out, "litert" if litert else "tflm")
+
+    y = run(lstm)
+    ref = reference_model(lstm, entry.held_out).output
+    st = error_stats(y, ref, lsb)
+    row = {"rmse_lsb": st.rmse_lsb, "max": st.max_abs, "max_frac": st.max_abs / half_width}
+    if entry.decide is not None:
+        row["flips"] = float(np.mean(entry.decide(y.astype(np.float32)) != entry.decide(ref)))
+    if entry.classifier:
+        rf = reference_model(entry.model, entry.held_out).output
+        row["flips"] = float(np.mean(run(entry.model).argmax(-1) != rf.argmax(-1)))
+    row["tflm"] = float(not litert)
+    return row
+
+
 def integer_row(entry: Entry, lsb: float, half_width: float) -> dict[str, float]:
     """The all-integer lowering against the float64 reference, in the fused file's output
     LSB and half-width (the same yardstick); LiteRT, or TFLM (one sequence per invoke) when
@@ -331,8 +395,8 @@ def integer_row(entry: Entry, lsb: float, half_width: float) -> dict[str, float]
 
 
 def latency_row(entry: Entry, runs: int = 30) -> dict[str, float]:
-    """LiteRT, 1 thread, batch 1, one held-out sequence: median ms of the fused int8 file and
-    the integer lowering, invokes interleaved."""
+    """LiteRT, 1 thread, batch 1, one held-out sequence: median ms of the fused int8 file,
+    the integer lowering and int16x8, invokes interleaved."""
     import time
 
     from ai_edge_litert.interpreter import Interpreter
@@ -346,7 +410,11 @@ def latency_row(entry: Entry, runs: int = 30) -> dict[str, float]:
         return {}
     from edgelstm.targets.tflite.fused import to_tflite
 
-    files = {"fused": to_tflite(lstm, options), "integer": integer_file(lstm, entry, 1, steps)}
+    files = {
+        "fused": to_tflite(lstm, options),
+        "integer": integer_file(lstm, entry, 1, steps),
+        "int16x8": int16x8_file(lstm, entry, 1, steps),
+    }
     interpreters = {}
     for name, data in files.items():
         it = Interpreter(model_content=data, num_threads=1)
@@ -381,7 +449,8 @@ def main() -> int:
         "--no-integer",
         dest="integer",
         action="store_false",
-        help="skip the all-integer lowering's rows (error, LiteRT latency vs fused)",
+        help="skip the all-integer lowerings' rows (integer, int16x8: error, LiteRT latency "
+        "vs fused)",
     )
     parser.add_argument("--cache", type=Path, help="where the wheel goes (default: a tmp dir)")
     args = parser.parse_args()
@@ -394,6 +463,7 @@ def main() -> int:
                 _, plan = compile_int8(entry.lstm_only, entry.calibration)
                 lo, hi = plan.output.real_range
                 rows["integer"] = integer_row(entry, plan.output.scale, (hi - lo) / 2)
+                rows["int16x8"] = int16x8_row(entry, plan.output.scale, (hi - lo) / 2)
                 rows["latency"] = latency_row(entry)
             for path, row in rows.items():
                 cells = "  ".join(f"{k} {v:.4g}" for k, v in row.items())

@@ -52,9 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--time-major", action="store_true", help="input as [T, B, I]")
     p.add_argument(
         "--quantize",
-        choices=("none", "dynamic", "int8"),
+        choices=("none", "dynamic", "int8", "int16x8"),
         default=None,
-        help="quantization (default: none; int8 with --target tflm)",
+        help="quantization (default: none; int8 with --target tflm); int16x8 (.tflite, LSTM-only "
+        "sources): int16 activations, int8 weights (the all-integer lowering; needs "
+        "--calibration and --seq-len; float I/O; runs on LiteRT, layer norm only on TFLM)",
     )
     p.add_argument(
         "--target",
@@ -76,8 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--int8-io",
         action="store_true",
-        help="with --quantize int8 (.tflite): int8 input/output tensors (scale and zero point "
-        "in the file) instead of float I/O with QUANTIZE/DEQUANTIZE around the graph",
+        help="with --quantize int8 / int16x8 (.tflite): int8 / int16 input/output tensors "
+        "(scale and zero point in the file) instead of float I/O with QUANTIZE/DEQUANTIZE "
+        "around the graph",
     )
     p.add_argument(
         "--int8-lowering",
@@ -217,7 +220,7 @@ def _check_target(args: argparse.Namespace, suffix: str) -> int | None:
             f"--quantize {args.quantize} is not for TFLite Micro ({why}); drop --quantize "
             "(tflm is full int8) or use --quantize int8",
         )
-    args.quantize = "int8"
+    args.quantize = "int16x8" if args.quantize == "int16x8" else "int8"
     return None if args.max_arena is None else parse_bytes(args.max_arena)
 
 
@@ -227,7 +230,9 @@ def _tflm(model, options, out: Path, max_arena: int | None) -> int:
 
     build = compile_tflm(model, options, max_arena)
     write_bytes_atomic(out, build.data)
-    print(f"wrote {out} ({len(build.data):,} bytes): {model.describe()}, quantize=int8")
+    print(
+        f"wrote {out} ({len(build.data):,} bytes): {model.describe()}, quantize={options.quantize}"
+    )
     print(build.summary())
     return 0
 
@@ -243,9 +248,11 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedError(
             "compile", f"output must end in .tflite or .onnx, found {out.name!r}"
         )
-    if args.int8_io and (args.quantize != "int8" or suffix != ".tflite"):
+    if args.int8_io and (args.quantize not in ("int8", "int16x8") or suffix != ".tflite"):
         raise UnsupportedError(
-            "compile", "--int8-io applies to full-integer TFLite only (--quantize int8, .tflite)"
+            "compile",
+            "--int8-io applies to full-integer TFLite only (--quantize int8 or int16x8: "
+            "integer I/O tensors; .tflite)",
         )
     if args.int8_lowering != "fused" and (
         args.quantize != "int8" or suffix != ".tflite" or args.target != "tflite"

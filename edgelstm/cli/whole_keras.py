@@ -44,6 +44,13 @@ def _refuse_flags(args: argparse.Namespace) -> None:
                 "apply: drop it, or compile the LSTM alone from Python with "
                 "edgelstm.from_keras(model.get_layer(NAME))",
             )
+    if getattr(args, "quantize", None) == "int16x8":
+        raise UnsupportedError(
+            "compile",
+            "--quantize int16x8 applies to LSTM-only sources (the all-integer lowering of one "
+            "LSTM stack); for a whole Keras model use --quantize int8, or compile the LSTM "
+            "alone (edgelstm.from_keras(model.get_layer(NAME)))",
+        )
     if getattr(args, "int8_lowering", "fused") not in (None, "fused"):
         raise UnsupportedError(
             "compile",

@@ -81,6 +81,10 @@ def _refuse_flags(args: argparse.Namespace, calibration: str | None) -> None:
         from edgelstm.targets.onnx.emit import STATIC_INT8_REASON
 
         raise UnsupportedError("onnx", STATIC_INT8_REASON)
+    if args.quantize == "int16x8":
+        from edgelstm.targets.onnx.emit import INT16X8_REASON
+
+        raise UnsupportedError("onnx", INT16X8_REASON)
     if calibration is not None:
         raise UnsupportedError(
             "compile", "--calibration is for int8 TFLite; ONNX dynamic int8 needs none: drop it"

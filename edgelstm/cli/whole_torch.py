@@ -50,10 +50,11 @@ def run(args: argparse.Namespace, out: Path) -> int:
             f"{', '.join(given)} do(es) not apply to a torch.export program (its shapes and "
             "interface are kept as exported); drop them",
         )
-    if args.quantize == "int8":
-        from edgelstm.targets.onnx.emit import STATIC_INT8_REASON
+    if args.quantize in ("int8", "int16x8"):
+        from edgelstm.targets.onnx.emit import INT16X8_REASON, STATIC_INT8_REASON
 
-        raise UnsupportedError("onnx", STATIC_INT8_REASON)
+        reason = STATIC_INT8_REASON if args.quantize == "int8" else INT16X8_REASON
+        raise UnsupportedError("onnx", reason)
     options = CompileOptions(
         batch=None, quantize=args.quantize or "none", source=Path(args.source).name
     )

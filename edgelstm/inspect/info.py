@@ -80,7 +80,8 @@ class ModelInfo:
     metadata: dict[str, Any]
     weight_bytes: int
     quantization: str
-    """"float", "float16", "dynamic" (int8 weights, float activations), "int8" or "qdq"."""
+    """"float", "float16", "dynamic" (int8 weights, float activations), "int8", "int16x8"
+    (int16 activations, int8 weights) or "qdq"."""
     warnings: list[str] = field(default_factory=list)
     """Problems the file will have on some runtime or CPU (e.g. int8 weights that saturate)."""
     lstm_nodes: list[dict[str, Any]] = field(default_factory=list)

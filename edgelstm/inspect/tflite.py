@@ -220,13 +220,22 @@ def _tflite_info(path: Path, data: bytes, schema: Any, model: Any) -> ModelInfo:
         ops=ops,
         metadata=metadata,
         weight_bytes=weight_bytes,
-        quantization=_tflite_quantization(inputs, ops),
+        quantization=_tflite_quantization(inputs, ops, metadata),
     )
 
 
-def _tflite_quantization(inputs: list[TensorInfo | None], ops: list[OpInfo]) -> str:
+def _tflite_quantization(
+    inputs: list[TensorInfo | None], ops: list[OpInfo], metadata: dict[str, Any] | None = None
+) -> str:
     """Full integer when the LSTM (or, without one, the graph) takes integer input, even if
-    QUANTIZE/DEQUANTIZE ops give the file a float interface."""
+    QUANTIZE/DEQUANTIZE ops give the file a float interface; "int16x8" when the activations
+    are int16 (edgelstm's record, or a foreign file's int16 graph input)."""
+    meta = (metadata or {}).get("edgelstm")
+    recorded = meta.get("options", {}).get("quantize") if isinstance(meta, dict) else None
+    if recorded == "int16x8":
+        return "int16x8"
+    if recorded is None and any(t is not None and t.dtype == "int16" for t in inputs):
+        return "int16x8"
     consts = [t for o in ops for t in o.inputs if t is not None and t.constant]
     lstm_inputs = [o.inputs[0] for o in ops if o.op == LSTM_OP and o.inputs]
     if any(t is not None and t.dtype in ("int8", "uint8", "int16") for t in lstm_inputs or inputs):

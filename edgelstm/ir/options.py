@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgelstm.errors import SpecError
+from edgelstm.errors import CalibrationError, SpecError
 
-Quantize = Literal["none", "dynamic", "int8"]
-QUANTIZE_MODES: tuple[str, ...] = ("none", "dynamic", "int8")
+Quantize = Literal["none", "dynamic", "int8", "int16x8"]
+QUANTIZE_MODES: tuple[str, ...] = ("none", "dynamic", "int8", "int16x8")
 DIM_MAX = 2**31 - 1
 """Largest fixed batch / sequence length: TFLite tensor shapes are int32."""
 Recurrence = Literal["scan", "loop"]
@@ -141,8 +141,11 @@ class CompileOptions:
 
     ``batch``/``seq_len`` fix the input shape (None = dynamic, resizable at run time);
     ``time_major`` overrides the model's own layout when not None; ``quantize`` is "none",
-    "dynamic" (int8 weights, float activations) or "int8" (full integer, needs
-    ``calibration``: [N, T, I] sequences); ``source`` is recorded in provenance.
+    "dynamic" (int8 weights, float activations), "int8" (full integer, needs
+    ``calibration``: [N, T, I] sequences) or "int16x8" (int16 activations, int8 weights:
+    the all-integer lowering, :func:`edgelstm.targets.tflite.int8_choice.to_tflite_int16x8`;
+    needs ``calibration`` and a fixed ``seq_len``, checked here; ``int8.io`` gives int16
+    I/O); ``source`` is recorded in provenance.
     ``int8``, ``onnx`` and ``unfused`` hold the choices only that mode or target reads.
     ``extra`` is the old untyped form of ``int8`` (keys "int8_io", "estimator", "progress"),
     still accepted with a DeprecationWarning.
@@ -179,6 +182,27 @@ class CompileOptions:
                 )
         if extra:
             self._fold_extra(extra)
+        if self.quantize == "int16x8":
+            self._check_int16x8()
+
+    def _check_int16x8(self) -> None:
+        """The integer lowering's needs: its scales come from calibration, and its
+        recurrence is a fixed-length WHILE loop."""
+        if self.calibration is None:
+            raise CalibrationError(
+                "quantize='int16x8' needs calibration data: representative [N, T, I] input "
+                "sequences (--calibration X.npy / calibration=X); or use --quantize dynamic"
+            )
+        if self.seq_len is None:
+            raise SpecError(
+                "quantize='int16x8' needs a fixed sequence length: --seq-len T (seq_len=T); "
+                "the int16 lowering's recurrence is a fixed-length loop"
+            )
+        if self.int8.lowering != "fused":
+            raise SpecError(
+                "quantize='int16x8' is its own lowering: drop Int8Options(lowering=...) "
+                "(--int8-lowering), which chooses between the int8 lowerings"
+            )
 
     def _fold_extra(self, extra: Mapping[str, Any]) -> None:
         """The old ``extra={"int8_io": ...}`` dict, onto :attr:`int8` (typos refused)."""

@@ -114,7 +114,7 @@ def compile_tflm(
     options = micro_options(options)
     first = lowering_of(model, options)
     variants: list[tuple[CompileOptions, str]] = [(options, "")]
-    if first.startswith("unfused"):
+    if first.startswith("unfused") and options.quantize != "int16x8":
         default = gate_math(model)
         variants = [(options, g) for g in [default] + [g for g in ("float32",) if g != default]]
     measured: list[tuple[str, Path, int]] = []

@@ -80,13 +80,15 @@ def keras_to_onnx(
 
 def _check_options(options: CompileOptions | None) -> CompileOptions:
     from edgelstm.errors import SpecError
-    from edgelstm.targets.onnx.emit import STATIC_INT8_REASON
+    from edgelstm.targets.onnx.emit import INT16X8_REASON, STATIC_INT8_REASON
 
     options = options or CompileOptions(batch=None)
     if not isinstance(options, CompileOptions):
         raise SpecError(f"options: expected CompileOptions, found {type(options).__name__}")
     if options.quantize == "int8":
         raise UnsupportedError("onnx", STATIC_INT8_REASON)
+    if options.quantize == "int16x8":
+        raise UnsupportedError("onnx", INT16X8_REASON)
     return options
 
 

@@ -78,6 +78,10 @@ def keras_to_tflite(
         raise UnsupportedError(
             options.target, "whole Keras models compile for --target tflite only"
         )
+    if options.quantize == "int16x8":
+        from edgelstm.whole.segments import WHOLE_INT16X8
+
+        raise UnsupportedError("tflite", WHOLE_INT16X8)
     if optimize not in (None, "latency"):
         raise UnsupportedError(
             "tflite", f"optimize: expected None or 'latency', found {optimize!r}"

@@ -43,6 +43,13 @@ IDENTITY_LAYERS = (
 Shape = tuple[int | None, ...]
 """A tensor shape without the batch axis (None = any size)."""
 
+WHOLE_INT16X8 = (
+    "int16x8 is the all-integer lowering of one LSTM stack; a whole model's other layers are "
+    "converted by TensorFlow / litert-torch, whose int8 paths edgelstm links: use quantize="
+    "'int8' for the whole model, or compile the LSTM alone with quantize='int16x8'"
+)
+"""Why whole-model conversion refuses ``quantize="int16x8"`` (Keras and PyTorch alike)."""
+
 
 @dataclass(frozen=True, eq=False)
 class KerasSegment:

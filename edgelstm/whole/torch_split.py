@@ -26,6 +26,7 @@ from typing import Any
 
 from edgelstm.errors import CalibrationError, MissingDependencyError, SpecError, UnsupportedError
 from edgelstm.ir.options import CompileOptions
+from edgelstm.whole.segments import WHOLE_INT16X8
 from edgelstm.whole.torch_int8 import LITERT_TORCH_EXTRA
 
 ONNX_WAY_OUT = (
@@ -293,6 +294,8 @@ def torch_to_tflite(
             f"example_input: expected one torch.Tensor, found {type(example_input).__name__}"
         )
     calibration = None
+    if options.quantize == "int16x8":
+        raise UnsupportedError("tflite", WHOLE_INT16X8)
     if options.quantize == "int8":  # checked before litert-torch's slow import
         from edgelstm.whole.torch_int8 import calibration_batches, int8_parts
 

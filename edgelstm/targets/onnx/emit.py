@@ -44,6 +44,13 @@ STATIC_INT8_REASON = (
     "use quantize='dynamic' (int8 weights, DynamicQuantizeLSTM / integer MatMuls)"
 )
 
+INT16X8_REASON = (
+    "int16x8 is not supported for ONNX: the ONNX integer matrix ops (MatMulInteger, "
+    "QLinearMatMul, ConvInteger) take int8/uint8 operands only and onnxruntime has no int16 "
+    "LSTM kernel (int16 QDQ runs as float); use quantize='dynamic' for ONNX, or a .tflite "
+    "output for int16x8"
+)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -350,6 +357,8 @@ def to_onnx(
     model = LSTMModel.of(model)
     if options.quantize == "int8":
         raise UnsupportedError("onnx", STATIC_INT8_REASON)
+    if options.quantize == "int16x8":
+        raise UnsupportedError("onnx", INT16X8_REASON)
     proto = _float_model(model, options)
     if options.quantize == "dynamic":
         from edgelstm.targets.onnx.dynamic import quantize_dynamic_model

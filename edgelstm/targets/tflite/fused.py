@@ -71,13 +71,18 @@ def to_tflite(model: LSTMModel | LSTMWeights, options: CompileOptions | None = N
     """Compile ``model`` to .tflite bytes (deterministic: same input, same bytes).
 
     ``options.quantize``: "none" (float32), "dynamic" (int8 weights, float activations,
-    op version 3) or "int8" (:func:`.int8.to_tflite_int8`; with ``Int8Options(lowering=
-    "integer")`` the all-integer unfused lowering, :mod:`.int8_choice`). Refuses with
+    op version 3), "int8" (:func:`.int8.to_tflite_int8`; with ``Int8Options(lowering=
+    "integer")`` the all-integer unfused lowering, :mod:`.int8_choice`) or "int16x8"
+    (that lowering with int16 activations, :func:`.int8_choice.to_tflite_int16x8`). Refuses with
     :class:`UnsupportedError` what the fused kernel cannot compute exactly.
     """
     model = LSTMModel.of(model)
     options = options if options is not None else CompileOptions()
     _check_supported(model)
+    if options.quantize == "int16x8":  # int16 activations: the all-integer lowering
+        from edgelstm.targets.tflite.int8_choice import to_tflite_int16x8
+
+        return to_tflite_int16x8(model, options)
     if options.quantize == "int8":
         # Imported here: the quantizer (calibration, the float64 reference) loads only for int8.
         if options.int8.lowering == "integer":  # the all-integer unfused lowering

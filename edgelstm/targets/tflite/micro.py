@@ -52,7 +52,7 @@ def fused_features(model: LSTMModel) -> list[str]:
 
 def micro_options(options: CompileOptions) -> CompileOptions:
     """``options`` checked for TFLM and completed: int8 I/O, batch 1 when dynamic."""
-    if options.quantize != "int8":
+    if options.quantize not in ("int8", "int16x8"):
         why = {
             "dynamic": "a hybrid LSTM (int8 weights, float activations) loads on TFLM and "
             "returns ~99% NaN",
@@ -76,6 +76,8 @@ def micro_options(options: CompileOptions) -> CompileOptions:
 
 def lowering_of(model: LSTMModel, options: CompileOptions) -> str:
     """ "fused" or "unfused/<schedule>": what :func:`to_tflm` writes for these options."""
+    if options.quantize == "int16x8":
+        return "unfused/while (int16 activations)"
     if not fused_features(model):
         return "fused"
     schedule = options.unfused.schedule
@@ -98,9 +100,14 @@ def to_tflm(
 ) -> bytes:
     """Compile ``model`` for TFLite Micro (see the module docstring); not yet load-checked.
     ``gates`` (unfused lowering only): "int16" or "float32" gate math, None =
-    :func:`gate_math`."""
+    :func:`gate_math`. ``quantize="int16x8"``: the all-integer lowering with int16
+    activations (:func:`edgelstm.targets.tflite.int8_choice.to_tflite_int16x8`)."""
     model = LSTMModel.of(model)
     options = micro_options(options)
+    if options.quantize == "int16x8":
+        from edgelstm.targets.tflite.int8_choice import to_tflite_int16x8
+
+        return to_tflite_int16x8(model, options)
     if not fused_features(model):
         from edgelstm.targets.tflite.fused import to_tflite
 

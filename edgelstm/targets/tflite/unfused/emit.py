@@ -144,6 +144,9 @@ class _Lowering:
         """The integer lowering's scales (:mod:`.iranges`) when the gate math is int16."""
         if self.iq is not None:
             self.mode = "int16"
+        self.act16 = self.iq is not None and self.iq.input16 is not None
+        """int16 activations end to end (``quantize="int16x8"``): int16 graph I/O with
+        ``Int8Options(io=True)``, else float I/O with QUANTIZE/DEQUANTIZE around the graph."""
         self.state_io: list[dict] = []
         self.micro = options.target == "tflm"
         """TFLite Micro profile: int8 I/O, zero initial states as constants (TFLM feeds only
@@ -158,9 +161,11 @@ class _Lowering:
         ops, mode = self.ops, self.mode
         w, bias, _ = stacked_input_weights(params)
         units = w.shape[0]
-        if mode == "int16":  # int8 graph input -> int16 (same scale); W x per step
+        if mode == "int16":  # int8 (or float) graph input -> int16; W x per step
             # (a hoisted [B, T, G*N] product would be copied into the WHILE body: ~2x arena)
-            return ops.quantize(seq, q16(self.iq.layer_in[k]), "int16") if k == 0 else seq
+            if k > 0 or (self.act16 and self.options.int8.io):
+                return seq
+            return ops.quantize(seq, q16(self.iq.layer_in[k]), "int16")
         if mode == "none":
             wt, bt = ops.const(f"layer{k}/input_weights", w), ops.const(f"layer{k}/bias", bias)
             return ops.fc(seq, wt, bt, units, keep_dims=True, hint=f"layer{k}/xw")
@@ -203,7 +208,10 @@ class _Lowering:
     def build(self) -> bytes:
         model, ops = self.model, self.ops
         shape = self._layout([self.batch, self.steps or -1, model.n_input])
-        if self.iq is not None:
+        if self.act16:
+            io16 = self.options.int8.io
+            x = ops.tensor("input", shape, *(("int16", q16(self.iq.layer_in[0])) if io16 else ()))
+        elif self.iq is not None:
             x = ops.tensor("input", shape, "int8", self.iq.input8)
         elif self.micro:
             x = ops.tensor("input", shape, "int8", self.statics[("input", 0)])
@@ -280,7 +288,9 @@ class _Lowering:
                 suffix = f"_{DIRECTION_NAMES[d]}" if bidi else ""
                 outputs += [(f"state_h{suffix}", r.h), (f"state_c{suffix}", r.c)]
                 exposed.add((len(finals) - 1, d))
-        if self.micro:
+        if self.act16:
+            outputs = self._outputs16(outputs)
+        elif self.micro:
             outputs = [
                 (name, self.ops.quantize(t, q))
                 for (name, t), q in zip(outputs, self.out_quant, strict=True)
@@ -312,6 +322,8 @@ class _Lowering:
             "segment": self.segment,
             "quantize": self.options.quantize,
         }
+        if self.act16:
+            meta["options"]["quantize"] = meta["lowering"]["quantize"] = "int16x8"
         if self.micro:  # which gate arithmetic the TFLM profile chose (inspect shows it)
             meta["lowering"]["gates"] = "int16" if self.iq is not None else "float32"
         # state_io: the streaming form's state inputs and outputs; final_states: a
@@ -320,9 +332,25 @@ class _Lowering:
         self.g.add_metadata(METADATA_NAME, encode_metadata(meta))
         return self.g.finish()
 
+    def _outputs16(self, outputs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """int16 outputs at their own scales (a tensor named twice, e.g. ``output`` and
+        ``state_h`` of the last step, gets a same-scale QUANTIZE copy), or float ones."""
+        if not self.options.int8.io:
+            return [(name, self.ops.dequantize(t)) for name, t in outputs]
+        seen: set[int] = set()
+        out = []
+        for name, t in outputs:
+            u = self.ops.quantize(t, self.ops.quant[t], "int16") if t in seen else t
+            seen.add(u)
+            out.append((name, u))
+        return out
+
 
 def to_tflite_unfused(
-    model: LSTMModel | LSTMWeights, options: CompileOptions | None = None, gates: str = "float32"
+    model: LSTMModel | LSTMWeights,
+    options: CompileOptions | None = None,
+    gates: str = "float32",
+    activations: str = "int8",
 ) -> bytes:
     """Compile ``model`` with the unfused lowering (see the module docstring).
 
@@ -331,7 +359,9 @@ def to_tflite_unfused(
     with ``chunk`` steps per trip (a divisor of T) and output ``segment`` (a multiple of
     ``chunk`` dividing T); None picks them (:func:`while_plan`).
     ``options.quantize`` "int8" calibrates on ``options.calibration`` ([N, T, I]).
-    ``gates`` "int16" (TFLite Micro profile only): the all-integer cell (:mod:`.icell`).
+    ``gates`` "int16" (TFLite Micro profile only): the all-integer cell (:mod:`.icell`);
+    with ``activations="int16"`` its graph input and outputs are int16 too (or float with
+    QUANTIZE/DEQUANTIZE when not ``options.int8.io``): ``quantize="int16x8"``.
     """
     model = LSTMModel.of(model)
     options = options if options is not None else CompileOptions()
@@ -367,18 +397,20 @@ def to_tflite_unfused(
                 f"segment {segment} must divide T={steps} and be a multiple of {chunk}",
             )
     statics = None
+    if activations not in ("int8", "int16") or (activations == "int16" and gates != "int16"):
+        raise ValueError(f"activations {activations!r}: 'int8', or 'int16' with int16 gates")
     if gates == "int16":
         if options.target != "tflm":
             raise UnsupportedError("tflite-unfused", "int16 gate math is the tflm profile's")
         from edgelstm.targets.tflite.unfused.iranges import int_params
 
-        statics = {"int16": int_params(model, options)}
+        statics = {"int16": int_params(model, options, input16=activations == "int16")}
     elif options.quantize == "int8":
         from edgelstm.targets.tflite.unfused.ranges import static_params
 
         statics = static_params(model, options)
     lowering = _Lowering(model, options, schedule, chunk, statics, segment)
-    if lowering.micro:
+    if lowering.micro and not lowering.act16:
         from edgelstm.targets.tflite.unfused.ranges import output_params
 
         lowering.out_quant = output_params(model, options)
