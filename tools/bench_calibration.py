@@ -10,7 +10,15 @@ process (peak RSS is per process); each is repeated and the medians are printed:
 * ``compile`` — ``edgelstm compile m.npz -o m.tflite --quantize int8 --calibration data.npz
   --seq-len 100`` as a subprocess (wall time, peak RSS of that child).
 
-Usage: ``python tools/bench_calibration.py [--repeat 3] [--units 1024] [--workdir DIR]``.
+With ``--keras`` (needs TensorFlow/Keras 3) the same model is also saved as ``m.keras`` and:
+
+* ``compile.keras`` — the same compile from ``m.keras``;
+* ``load.npz`` / ``load.keras`` — a process that only imports the model (``from_npz`` /
+  ``from_keras``): their difference is what TensorFlow's own import costs, the most
+  ``compile.keras`` may add over ``compile`` (issue 17.5).
+
+Usage: ``python tools/bench_calibration.py [--repeat 3] [--units 1024] [--workdir DIR]
+[--keras]``.
 """
 
 from __future__ import annotations
@@ -73,6 +81,50 @@ def child_gemm(model_path: Path, data_path: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start, "peak_mb": _peak_mb_self()}
 
 
+def child_load(model_path: Path, data_path: Path) -> dict[str, float]:
+    """Import the model only (the baseline each compile's peak is compared with)."""
+    if model_path.suffix == ".keras":
+        from edgelstm.importers.keras import from_keras
+
+        from_keras(str(model_path))
+    else:
+        from edgelstm.importers.npz import from_npz
+
+        from_npz(model_path)
+    return {"seconds": 0.0, "peak_mb": _peak_mb_self()}
+
+
+def child_save_keras(model_path: Path, data_path: Path) -> dict[str, float]:
+    """Write ``m.keras`` next to the model (in a child: a parent holding TensorFlow would
+    inflate every later child's peak RSS, which starts from the forked parent's)."""
+    save_keras(model_path.parent, model_path)
+    return {"seconds": 0.0, "peak_mb": _peak_mb_self()}
+
+
+def save_keras(workdir: Path, model_path: Path) -> Path:
+    """The .npz model as a Keras 3 LSTM file (kernel columns in Keras' i, f, c, o order)."""
+    import keras
+
+    from edgelstm.importers.npz import from_npz
+    from edgelstm.ir.roles import name_of
+
+    w = from_npz(model_path).layers[0].forward.tensors
+    order = ("input", "forget", "cell", "output")
+    units = w[name_of("recurrent", "input")].shape[0]
+    model = keras.Sequential([keras.Input((STEPS, N_INPUT)), keras.layers.LSTM(units)])
+    layer = model.layers[0]
+    layer.set_weights(
+        [
+            np.concatenate([w[name_of("weight", g)] for g in order]).T,
+            np.concatenate([w[name_of("recurrent", g)] for g in order]).T,
+            np.concatenate([w[name_of("bias", g)] for g in order]),
+        ]
+    )
+    path = workdir / "m.keras"
+    model.save(path)
+    return path
+
+
 def child_calib(model_path: Path, data_path: Path) -> dict[str, float]:
     """:func:`calibrate` alone, as the compiler calls it."""
     from edgelstm.importers.npz import from_npz
@@ -112,22 +164,37 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--units", type=int, default=1024)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keras", action="store_true", help="also compile from .keras (needs TF)")
     ap.add_argument("--child", nargs=3, metavar=("KIND", "MODEL", "DATA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         kind, model_path, data_path = args.child
-        fn = child_gemm if kind == "gemm" else child_calib
+        fn = {
+            "gemm": child_gemm,
+            "calib": child_calib,
+            "load": child_load,
+            "save_keras": child_save_keras,
+        }[kind]
         print(json.dumps(fn(Path(model_path), Path(data_path))))
         return
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         model_path, data_path = build(workdir, args.units)
+        keras_path = None
+        if args.keras:
+            run_child("save_keras", model_path, data_path)
+            keras_path = workdir / "m.keras"
         runs: dict[str, list[dict[str, float]]] = {"gemm": [], "calib": [], "compile": []}
         for _ in range(args.repeat):
             runs["gemm"].append(run_child("gemm", model_path, data_path))
             runs["calib"].append(run_child("calib", model_path, data_path))
             runs["compile"].append(run_compile(model_path, data_path, workdir / "m.tflite"))
+            if keras_path is not None:
+                out = workdir / "mk.tflite"
+                runs.setdefault("compile.keras", []).append(run_compile(keras_path, data_path, out))
+                runs.setdefault("load.npz", []).append(run_child("load", model_path, data_path))
+                runs.setdefault("load.keras", []).append(run_child("load", keras_path, data_path))
         med = {
             k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "peak_mb")}
             for k, v in runs.items()
@@ -137,10 +204,14 @@ def main() -> None:
             f"LSTM {N_INPUT}->{args.units}, {SEQUENCES}x{STEPS} calibration, "
             f"medians of {args.repeat} fresh processes"
         )
-        print(f"{'measurement':<10} {'seconds':>8} {'x GEMM':>7} {'peak MB':>8}")
+        print(f"{'measurement':<14} {'seconds':>8} {'x GEMM':>7} {'peak MB':>8}")
         for k, v in med.items():
             ratio = v["seconds"] / gemm
-            print(f"{k:<10} {v['seconds']:>8.2f} {ratio:>7.2f} {v['peak_mb']:>8.0f}")
+            print(f"{k:<14} {v['seconds']:>8.2f} {ratio:>7.2f} {v['peak_mb']:>8.0f}")
+        if keras_path is not None:
+            added = med["compile.keras"]["peak_mb"] - med["compile"]["peak_mb"]
+            tf_cost = med["load.keras"]["peak_mb"] - med["load.npz"]["peak_mb"]
+            print(f".keras adds {added:.0f} MB over .npz; TensorFlow's import: {tf_cost:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -72,19 +72,25 @@ class Moments:
     hidden_count: int = 0
 
     @staticmethod
-    def _gram(u: np.ndarray) -> np.ndarray:
-        rows = u.reshape(-1, u.shape[-1])
-        flat = np.concatenate([rows, np.ones((rows.shape[0], 1), u.dtype)], axis=1)
+    def _gram(flat: np.ndarray) -> np.ndarray:
+        """``flat^T flat`` of [rows, cols + 1] whose last column is ones: one GEMM (syrk)."""
         return (flat.T @ flat).astype(np.float64)
 
     def add_gate_inputs(self, x: np.ndarray, y: np.ndarray) -> None:
-        prev = np.concatenate([np.zeros_like(y[:, :1]), y[:, :-1]], axis=1)
-        g = self._gram(np.concatenate([x.astype(y.dtype, copy=False), prev], axis=-1))
+        # [x_t | h_{t-1} | 1] written once into one buffer (no concatenated copies).
+        batch, steps, n_x = x.shape
+        u = np.empty((batch, steps, n_x + y.shape[-1] + 1), y.dtype)
+        u[..., :n_x] = x
+        u[:, 0, n_x:-1] = 0
+        u[:, 1:, n_x:-1] = y[:, :-1]
+        u[..., -1] = 1
+        g = self._gram(u.reshape(batch * steps, -1))
         self.gates = g if self.gates is None else self.gates + g
         self.count += x.shape[0] * x.shape[1]
 
     def add_hidden(self, m: np.ndarray) -> None:
-        g = self._gram(m)
+        rows = m.reshape(-1, m.shape[-1])
+        g = self._gram(np.concatenate([rows, np.ones((rows.shape[0], 1), m.dtype)], axis=1))
         self.hidden = g if self.hidden is None else self.hidden + g
         self.hidden_count += m.shape[0]
 

@@ -38,6 +38,10 @@ class Observer:
     _values: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     _keys: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     _rng: np.random.Generator | None = field(default=None, repr=False)
+    _threshold: float = field(default=np.inf, repr=False)
+    """The largest key in the (full) sample: only smaller keys can still enter."""
+    _pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    _pending_size: int = field(default=0, repr=False)
 
     def update(self, values: np.ndarray) -> None:
         v = np.asarray(values).ravel()  # any float dtype: no float64 copy of the whole batch
@@ -52,20 +56,33 @@ class Observer:
             self._offer(v[start : start + UPDATE_CHUNK])
 
     def _offer(self, v: np.ndarray) -> None:
-        """Bottom-k by key: once the sample is full, only keys below its largest can enter,
-        so the rest are dropped before any merge (the same sample as merging everything)."""
+        """Bottom-k by key. Candidates below the threshold wait in a pending list and are
+        merged a quarter-sample at a time: a stale threshold only lets more candidates wait,
+        so the sample is the same set as merging every chunk (the bottom-k of all keys)."""
         assert self._rng is not None
         keys = self._rng.random(v.size)
-        if self._values.size >= self.cap:
-            enter = keys < self._keys.max()
+        if self._threshold < np.inf:
+            enter = keys < self._threshold
             v, keys = v[enter], keys[enter]
             if not v.size:
                 return
-        values_all = np.concatenate([self._values, v.astype(np.float64)])
-        keys_all = np.concatenate([self._keys, keys])
+        self._pending.append((v.astype(np.float64), keys))
+        self._pending_size += v.size
+        if self._values.size + self._pending_size <= self.cap:
+            return
+        if self._values.size < self.cap or self._pending_size >= self.cap // 4:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        values_all = np.concatenate([self._values, *(v for v, _ in self._pending)])
+        keys_all = np.concatenate([self._keys, *(k for _, k in self._pending)])
+        self._pending, self._pending_size = [], 0
         if values_all.size > self.cap:
             keep = np.argpartition(keys_all, self.cap)[: self.cap]
             values_all, keys_all = values_all[keep], keys_all[keep]
+            self._threshold = float(keys_all.max())
         self._values, self._keys = values_all, keys_all
 
     @property
@@ -78,6 +95,10 @@ class Observer:
 
     @property
     def sample(self) -> np.ndarray:
+        """The sample ordered by key (the same array whatever the update/merge schedule)."""
+        self._merge()
+        order = np.argsort(self._keys, kind="stable")
+        self._values, self._keys = self._values[order], self._keys[order]
         return self._values
 
 

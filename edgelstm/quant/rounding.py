@@ -25,6 +25,35 @@ BLOCK = 128
 """Columns rounded between two updates of the rest (the result does not depend on it)."""
 
 
+_LAST_FACTOR: list[tuple[np.ndarray, int, np.ndarray, np.ndarray | None]] = []
+"""The last :func:`_factor` (one entry): a direction's gates all read the same H."""
+
+
+def _factor(hessian: np.ndarray, exact_columns: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The column order and the upper Cholesky factor of the damped, reordered H^-1 (None
+    when not positive definite). Computed once per distinct H: an LSTM direction's gates
+    share one H, and the factorisation is most of the rounding's time at 1024 units."""
+    hess = np.asarray(hessian, dtype=np.float64)
+    for key, exact, order, upper in _LAST_FACTOR:
+        if exact == exact_columns and key.shape == hess.shape and np.array_equal(key, hess):
+            return order, upper
+    h = np.array(hess)
+    cols = h.shape[1]
+    dead = np.diag(h) <= 0  # never seen in calibration: rounded to nearest, kept (not zeroed:
+    h[dead, dead] = 1.0  # held-out data may use them, e.g. a character absent from the text)
+    h += DAMPING * float(np.mean(np.diag(h))) * np.eye(cols)
+    rounded = cols - exact_columns
+    # Largest second moment first (GPTQ's "act order"): their errors are compensated most.
+    order = np.concatenate([np.argsort(-np.diag(h)[:rounded], kind="stable"),
+                            np.arange(rounded, cols)])  # fmt: skip
+    try:
+        upper: np.ndarray | None = np.linalg.cholesky(np.linalg.inv(h[np.ix_(order, order)])).T
+    except np.linalg.LinAlgError:
+        upper = None
+    _LAST_FACTOR[:] = [(hess.copy(), exact_columns, order, upper)]
+    return order, upper
+
+
 def compensated_rounding(
     weights: np.ndarray,
     scales: np.ndarray,
@@ -40,19 +69,11 @@ def compensated_rounding(
     real-valued quantized matrix Q (codes * scales; exact columns as adjusted floats).
     """
     w = np.array(weights, dtype=np.float64)
-    h = np.array(hessian, dtype=np.float64)
     cols = w.shape[1]
-    dead = np.diag(h) <= 0  # never seen in calibration: rounded to nearest, kept (not zeroed:
-    h[dead, dead] = 1.0  # held-out data may use them, e.g. a character absent from the text)
-    h += DAMPING * float(np.mean(np.diag(h))) * np.eye(cols)
     rounded = cols - exact_columns
-    # Largest second moment first (GPTQ's "act order"): their errors are compensated most.
-    order = np.concatenate([np.argsort(-np.diag(h)[:rounded], kind="stable"),
-                            np.arange(rounded, cols)])  # fmt: skip
-    w, h, s = w[:, order], h[np.ix_(order, order)], np.asarray(scales, np.float64)[order]
-    try:
-        upper = np.linalg.cholesky(np.linalg.inv(h)).T
-    except np.linalg.LinAlgError:  # not positive definite even damped: nearest codes
+    order, upper = _factor(hessian, exact_columns)
+    w, s = w[:, order], np.asarray(scales, np.float64)[order]
+    if upper is None:  # not positive definite even damped: nearest codes
         out = np.array(weights, dtype=np.float64)
         sc = np.asarray(scales, np.float64)[:rounded]
         out[:, :rounded] = np.clip(np.rint(out[:, :rounded] / sc), -qmax, qmax) * sc
