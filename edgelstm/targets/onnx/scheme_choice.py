@@ -67,6 +67,8 @@ class Candidate:
     worst_pair: int = 0
     cost: float = 0.0
     note: str = ""
+    float_lstms: int = 0
+    """LSTM nodes the file leaves float (ORT's defaults skip If/Loop/Scan bodies)."""
 
     @property
     def safe(self) -> bool:
@@ -102,7 +104,15 @@ def build_candidates(
             out.append(Candidate(name, None, note=f"not built ({type(exc).__name__})"))
             continue
         out.append(_assessed(name, proto))
+    fewest = min((c.float_lstms for c in out if c.model is not None), default=0)
+    for c in out:
+        if c.model is not None and c.float_lstms > fewest:
+            c.note = f"leaves {c.float_lstms} LSTM node(s) float: not a candidate, only the bar"
     return out
+
+
+def _float_lstms(proto: onnx.ModelProto) -> int:
+    return sum(n.op_type == "LSTM" for g in walk_graphs(proto.graph) for n in g.node)
 
 
 def _assessed(name: str, proto: onnx.ModelProto) -> Candidate:
@@ -111,15 +121,27 @@ def _assessed(name: str, proto: onnx.ModelProto) -> Candidate:
     sums = {n: max_pair_sum(q) for n, q in weights.items()}
     risky = [weights[n] for n, v in sums.items() if v > PAIR_LIMIT]
     cost = max((saturation_cost(q) for q in risky), default=0.0)
-    return Candidate(name, proto, worst_pair=max(sums.values(), default=0), cost=cost)
+    return Candidate(
+        name,
+        proto,
+        worst_pair=max(sums.values(), default=0),
+        cost=cost,
+        float_lstms=_float_lstms(proto),
+    )
 
 
 def _load(data: bytes) -> onnx.ModelProto:
     """A quantizer's file, its shape notes dropped: inside Scan bodies they can be wrong
-    (it cannot see outer-scope constants) and onnxruntime then refuses the graph."""
+    (it cannot see outer-scope constants) and onnxruntime then refuses the graph; and the
+    opset import of a domain (com.microsoft) it used only inside If/Loop/Scan bodies, which
+    it forgets to declare (onnx's checker refuses the file without it)."""
     proto = onnx.load_model_from_string(data)
     for g in walk_graphs(proto.graph):
         del g.value_info[:]
+    domains = {n.domain for g in walk_graphs(proto.graph) for n in g.node if n.domain}
+    imported = {o.domain for o in proto.opset_import}
+    for domain in sorted(domains - imported - {"ai.onnx"}):  # ops it put only in subgraphs
+        proto.opset_import.append(onnx.helper.make_opsetid(domain, 1))
     return proto
 
 
@@ -233,8 +255,9 @@ def choose(candidates: list[Candidate]) -> Candidate:
     uint8 winner wins (faster kernels) when it is also no worse than ``ort-default``.
     Nothing measured: ``int8-pair``."""
     by_name = {c.name: c for c in candidates}
-    ranked = sorted(
-        (c for c in candidates if c.bound is not None),
+    fewest = min((c.float_lstms for c in candidates if c.model is not None), default=0)
+    ranked = sorted(  # a file that leaves an LSTM float is the bar, not an answer
+        (c for c in candidates if c.bound is not None and c.float_lstms <= fewest),
         key=lambda c: (c.bound, not c.safe, candidates.index(c)),
     )
     if not ranked:
