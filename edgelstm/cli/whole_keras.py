@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,18 +71,8 @@ def _converter_quiet() -> Iterator[None]:
     if not quiet._ENABLED:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
+    with quiet.native_stderr_silenced():
+        yield
 
 
 def _lstm_only(model: Any) -> bool:

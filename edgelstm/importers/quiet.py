@@ -43,6 +43,18 @@ def framework_quiet() -> Iterator[None]:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # no cuInit probe on a CPU-only job
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    try:
+        with native_stderr_silenced():
+            yield
+    finally:
+        for name in ("tensorflow", "absl", "h5py", "keras"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to a scratch file for the block: C++ log lines (TensorFlow's
+    converter, absl) that Python's logging cannot reach; Python exceptions still propagate."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -55,5 +67,3 @@ def framework_quiet() -> Iterator[None]:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
-        for name in ("tensorflow", "absl", "h5py", "keras"):
-            logging.getLogger(name).setLevel(logging.ERROR)

@@ -329,7 +329,6 @@ def optimize_torch(
     ``example_input`` (the same split and litert-torch segments; float or dynamic)."""
     import torch
 
-    from edgelstm.importers.torch_lstm import from_torch
     from edgelstm.targets.tflite import to_tflite
     from edgelstm.whole import torch_split as ts
 
@@ -351,13 +350,8 @@ def optimize_torch(
             value = example_input
             for part in ts.split_torch(module):
                 if part.kind == "lstm":
-                    model = from_torch(part.module)
-                    batch, steps = value.shape[:2]
-                    if not part.module.batch_first:
-                        batch, steps = steps, batch
-                    fixed = CompileOptions(
-                        batch=int(batch), seq_len=int(steps), quantize=options.quantize
-                    )
+                    model, fixed = ts.lstm_part(part, value, options.quantize)
+                    steps = fixed.seq_len
                     parts.append(to_tflite(model, fixed))
                     slots[len(parts) - 1] = [
                         (FUSED, lambda: b""),

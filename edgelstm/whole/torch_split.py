@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgelstm.errors import CalibrationError, MissingDependencyError, SpecError, UnsupportedError
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import CompileOptions, Quantize
 from edgelstm.whole.segments import WHOLE_INT16X8
 from edgelstm.whole.torch_int8 import LITERT_TORCH_EXTRA
 
@@ -237,6 +237,18 @@ def _ancestors(node: Any, stop: Any) -> set[Any]:
     return seen
 
 
+def lstm_part(part: TorchPart, value: Any, quantize: Quantize) -> tuple[Any, CompileOptions]:
+    """The canonical model of an ``nn.LSTM`` part and its options, with the batch and steps
+    fixed to ``value`` (the part's input, as the module's ``batch_first`` lays it out)."""
+    from edgelstm.importers.torch_lstm import from_torch
+
+    batch, steps = value.shape[:2]
+    if not part.module.batch_first:
+        batch, steps = steps, batch
+    fixed = CompileOptions(batch=int(batch), seq_len=int(steps), quantize=quantize)
+    return from_torch(part.module), fixed
+
+
 @contextlib.contextmanager
 def _quiet(litert_torch: Any) -> Iterator[None]:
     """litert-torch prints progress lines and warnings: not edgelstm's output."""
@@ -284,7 +296,6 @@ def torch_to_tflite(
     """
     import torch
 
-    from edgelstm.importers.torch_lstm import from_torch
     from edgelstm.targets.tflite import to_tflite
     from edgelstm.targets.tflite.link import link_chain
 
@@ -317,13 +328,7 @@ def torch_to_tflite(
         for part in parts:
             with torch.no_grad():
                 if part.kind == "lstm":
-                    model = from_torch(part.module)
-                    batch, steps = value.shape[:2]
-                    if not part.module.batch_first:
-                        batch, steps = steps, batch
-                    fixed = CompileOptions(
-                        batch=int(batch), seq_len=int(steps), quantize=options.quantize
-                    )
+                    model, fixed = lstm_part(part, value, options.quantize)
                     blobs.append(to_tflite(model, fixed))
                     value = part.module(value)[0]
                 else:
