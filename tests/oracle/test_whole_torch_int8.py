@@ -18,36 +18,18 @@ pytestmark = pytest.mark.torch
 BATCH = 8
 AGREEMENT = 0.98
 
+from _torch_models import Conv1dLstm  # noqa: E402 - after the torch importorskip
+from _torch_models import Crnn as _Crnn  # noqa: E402
 
-class Conv1dLstmProj(torch.nn.Module):
+
+def Conv1dLstmProj() -> Conv1dLstm:
     """Keyword-spotting shape: Conv1d front end, a projection LSTM, a head on the last step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv1d(4, 8, 3, padding=1)
-        self.lstm = torch.nn.LSTM(8, 16, batch_first=True, proj_size=6)
-        self.fc = torch.nn.Linear(6, 3)
-
-    def forward(self, x):
-        y, _ = self.lstm(torch.relu(self.conv(x)).transpose(1, 2))
-        return self.fc(y[:, -1])
+    return Conv1dLstm(proj=6, last_step=True, channels=8, hidden=16)
 
 
-class Crnn(torch.nn.Module):
-    """OCR shape: Conv2d + pooling over height, a BiLSTM over width, a per-column head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.pool = torch.nn.MaxPool2d((2, 1))
-        self.lstm = torch.nn.LSTM(16, 12, bidirectional=True, batch_first=True)
-        self.fc = torch.nn.Linear(24, 4)
-
-    def forward(self, x):
-        f = self.pool(torch.relu(self.conv(x)))
-        b, c, h, w = f.shape
-        y, _ = self.lstm(f.permute(0, 3, 1, 2).reshape(b, w, c * h))
-        return self.fc(y)
+def Crnn() -> _Crnn:
+    """OCR shape with a 4-way per-column head."""
+    return _Crnn(n_out=4)
 
 
 def _kws_data(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

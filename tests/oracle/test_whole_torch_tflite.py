@@ -15,32 +15,11 @@ pytestmark = pytest.mark.torch
 
 TOL = 1e-5
 
-
-class Conv1dLstmProj(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv1d(4, 6, 3, padding=1)
-        self.lstm = torch.nn.LSTM(6, 8, batch_first=True, proj_size=4)
-        self.fc = torch.nn.Linear(4, 3)
-
-    def forward(self, x):
-        y, _ = self.lstm(torch.relu(self.conv(x)).transpose(1, 2))
-        return self.fc(y)
+from _torch_models import Conv1dLstm, Crnn  # noqa: E402 - after the torch importorskip
 
 
-class Crnn(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.pool = torch.nn.MaxPool2d((2, 1))
-        self.lstm = torch.nn.LSTM(16, 12, bidirectional=True, batch_first=True)
-        self.fc = torch.nn.Linear(24, 5)
-
-    def forward(self, x):
-        f = self.pool(torch.relu(self.conv(x)))
-        b, c, h, w = f.shape
-        y, _ = self.lstm(f.permute(0, 3, 1, 2).reshape(b, w, c * h))
-        return self.fc(y)
+def Conv1dLstmProj() -> Conv1dLstm:
+    return Conv1dLstm(proj=4)
 
 
 class TwoLstms(torch.nn.Module):
