@@ -10,7 +10,6 @@ half-width / 0 flips, int8 integer lowering 0.365 / 0.074 / 0.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import tempfile
 from dataclasses import replace
@@ -28,16 +27,7 @@ pytestmark = pytest.mark.tf
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from _tflite_helpers import COMBOS, feature_case, seeded  # noqa: E402
-
-if "bench_int8_trained" in sys.modules:
-    bench = sys.modules["bench_int8_trained"]
-else:
-    _spec = importlib.util.spec_from_file_location(
-        "bench_int8_trained", ROOT / "tools" / "bench_int8_trained.py"
-    )
-    bench = importlib.util.module_from_spec(_spec)
-    sys.modules["bench_int8_trained"] = bench  # dataclasses look their module up
-    _spec.loader.exec_module(bench)
+from _trained_corpus import bench  # noqa: E402
 
 JV_RMSE_LSB, JV_MAX_FRAC = 0.25, 0.08
 """Measured 0.220 LSB and 0.070 of the half-width (int8 integer lowering 0.365 / 0.074)."""

@@ -11,28 +11,14 @@ output by 0.65 (asserted on the reference).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _trained_corpus import ROOT, bench
 
 from edgelstm.errors import SpecError
 from edgelstm.ir.options import CompileOptions, Int8Options
 from edgelstm.measure.int8_choice import choose_lowering, measure_lowerings
 from edgelstm.reference import reference_model
-
-ROOT = Path(__file__).resolve().parents[2]
-if "bench_int8_trained" in sys.modules:
-    bench = sys.modules["bench_int8_trained"]
-else:
-    _spec = importlib.util.spec_from_file_location(
-        "bench_int8_trained", ROOT / "tools" / "bench_int8_trained.py"
-    )
-    bench = importlib.util.module_from_spec(_spec)
-    sys.modules["bench_int8_trained"] = bench  # dataclasses look their module up
-    _spec.loader.exec_module(bench)
 
 # name -> (RMSE in the fused file's output LSB, max / half-width, decision flips)
 BOUNDS = {"jv": (0.5, 0.1, 0.002), "char_lm": (0.5, 0.1, 0.02), "vad": (2.5, 0.75, 0.012)}
@@ -126,14 +112,6 @@ def test_cli_refuses_integer_without_a_fixed_length(tmp_path, capsys):
     assert main([*args, "--seq-len", "5"]) == 0
     assert "int8 lowering: integer" in capsys.readouterr().err
     assert out.stat().st_size > 0
-
-
-@pytest.fixture(scope="module")
-def vad_entry(tmp_path_factory):
-    path = bench.fetch_vad(tmp_path_factory.mktemp("wheel"))
-    if path is None:
-        pytest.skip(f"cannot download {bench.WHEEL}")
-    return bench.vad(path)
 
 
 @pytest.mark.slow

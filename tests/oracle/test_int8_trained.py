@@ -9,23 +9,12 @@ so a regression shows. The Silero VAD is fetched from the faster-whisper wheel (
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _trained_corpus import bench
 
 from edgelstm.measure.explain_file import explain_int8
 from edgelstm.quant.model_plan import quantize_model
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "bench_int8_trained", ROOT / "tools" / "bench_int8_trained.py"
-)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_int8_trained"] = bench  # dataclasses look their module up
-_spec.loader.exec_module(bench)
 
 # name -> (full int8 RMSE LSB bound, max-fraction bound, flips bound). The targets
 # (2 LSB, 0.1, 0.002) where met; else today's value + margin (measured, compensated rounding:
@@ -72,14 +61,6 @@ def test_explain_replays_the_trained_file_exactly(bundled, index):
     report = explain_int8(lstm, entry.held_out[:64], plan=plan, ablate=False)
     print(f"\n{entry.name}:\n{report.format()}")
     assert report.runtime_mismatch == 0.0
-
-
-@pytest.fixture(scope="module")
-def vad_entry(tmp_path_factory):
-    path = bench.fetch_vad(tmp_path_factory.mktemp("wheel"))
-    if path is None:
-        pytest.skip(f"cannot download {bench.WHEEL}")
-    return bench.vad(path)
 
 
 @pytest.mark.slow
