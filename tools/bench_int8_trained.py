@@ -14,7 +14,8 @@ The corpus (also used by ``tests/oracle/test_int8_trained.py``):
   8 s clip, held out: a 20 s clip). The wheel is fetched with ``pip download --no-deps``.
 
 Per model: the LSTM's output error against the float64 reference in output LSB (full int8
-TFLite with ``nearest`` and ``compensated`` weight rounding, hybrid TFLite, ONNX dynamic int8),
+TFLite with ``nearest`` and ``compensated`` weight rounding, hybrid TFLite without and with
+calibration data (``hybrid_cal``: compensated weight codes), ONNX dynamic int8),
 max error as a fraction of the output range's half-width, and, for classifiers, the share of
 held-out decisions (argmax) that flip. Row ``integer``: the all-integer unfused lowering
 (``--int8-lowering integer``: int16 gates at chosen scales, int8 I/O) on LiteRT (TFLM for
@@ -235,11 +236,13 @@ def int8_row(entry: Entry, rounding: str) -> dict[str, float]:
     return row
 
 
-def hybrid_row(entry: Entry, lsb: float) -> dict[str, float]:
+def hybrid_row(entry: Entry, lsb: float, calibrated: bool = False) -> dict[str, float]:
+    """Hybrid TFLite; ``calibrated``: with the calibration data (compensated weight codes)."""
     from edgelstm.targets.tflite.fused import to_tflite
 
     lstm = entry.lstm_only
-    data = to_tflite(lstm, CompileOptions(batch=None, quantize="dynamic"))
+    cal = entry.calibration if calibrated else None
+    data = to_tflite(lstm, CompileOptions(batch=None, quantize="dynamic", calibration=cal))
     st = error_stats(
         run_tflite(data, entry.held_out), reference_model(lstm, entry.held_out).output, lsb
     )
@@ -438,6 +441,7 @@ def measure(entry: Entry) -> dict[str, dict[str, float]]:
     rows = {r: int8_row(entry, r) for r in ("nearest", "compensated")}
     lsb = compile_int8(entry.lstm_only, entry.calibration)[1].output.scale
     rows["hybrid"] = hybrid_row(entry, lsb)
+    rows["hybrid_cal"] = hybrid_row(entry, lsb, calibrated=True)
     rows["onnx_dynamic"] = onnx_dynamic_row(entry, lsb)
     return rows
 

@@ -321,7 +321,7 @@ def _quantize_weights(
             tensors[name] = quantize_symmetric(values, "int16", min_scale=fit)
     biases = dict(w)
     if moments is not None:
-        biases.update(_compensate(spec, w, tensors, moments))
+        biases.update(compensate_weights(spec, w, tensors, moments))
     for role in present_weight_roles(spec):
         if role.kind != "bias":
             continue
@@ -350,15 +350,16 @@ def _recode(tensors: dict[str, QuantTensor], name: str, real: np.ndarray) -> Non
     tensors[name] = QuantTensor(codes, params)
 
 
-def _compensate(
+def compensate_weights(
     spec: LSTMSpec,
     w: Mapping[str, np.ndarray],
     tensors: dict[str, QuantTensor],
     moments: Moments,
 ) -> dict[str, np.ndarray]:
-    """Re-round each gate's [W | R] (and the projection) by :func:`compensated_rounding`;
-    returns the bias values that absorbed the compensation (none with layer norm: its bias
-    is added after the normalisation)."""
+    """Re-round each gate's [W | R] (and the projection) in ``tensors`` (int8, per tensor) by
+    :func:`compensated_rounding`; returns the bias values that absorbed the compensation
+    (none with layer norm: its bias is added after the normalisation). Used by the full-int8
+    plan and, with calibration data, by the hybrid op (:mod:`edgelstm.targets.tflite.hybrid`)."""
     biases: dict[str, np.ndarray] = {}
     hess = moments.gate_hessian()
     n_in, n_out = spec.n_input, spec.n_output

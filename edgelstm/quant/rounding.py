@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgelstm.quant.tensor import QuantTensor, quantize_symmetric
+
 DAMPING = 0.01
 """Fraction of the mean diagonal added to H (keeps the inverse well conditioned)."""
 BLOCK = 128
@@ -62,8 +64,9 @@ def compensated_rounding(
     qmax: int = 127,
     exact_columns: int = 0,
 ) -> np.ndarray:
-    """Quantize the columns of ``weights`` [rows, cols] (column j to grid ``scales[j]``,
-    codes in ±``qmax``) minimising ``E[((W - Q) u)^2]`` for ``E[u u^T] = hessian``.
+    """Quantize the columns of ``weights`` [rows, cols] (column j to grid ``scales[j]``, or
+    element (i, j) to ``scales[i, j]`` for per-row grids such as per-channel weights; codes in
+    ±``qmax``) minimising ``E[((W - Q) u)^2]`` for ``E[u u^T] = hessian``.
 
     The last ``exact_columns`` are not rounded (they absorb the compensation). Returns the
     real-valued quantized matrix Q (codes * scales; exact columns as adjusted floats).
@@ -72,10 +75,11 @@ def compensated_rounding(
     cols = w.shape[1]
     rounded = cols - exact_columns
     order, upper = _factor(hessian, exact_columns)
-    w, s = w[:, order], np.asarray(scales, np.float64)[order]
+    grid = np.broadcast_to(np.asarray(scales, np.float64), w.shape)  # [rows, cols]
+    w, s = w[:, order], grid[:, order]
     if upper is None:  # not positive definite even damped: nearest codes
         out = np.array(weights, dtype=np.float64)
-        sc = np.asarray(scales, np.float64)[:rounded]
+        sc = grid[:, :rounded]
         out[:, :rounded] = np.clip(np.rint(out[:, :rounded] / sc), -qmax, qmax) * sc
         return out
     q = np.empty_like(w)
@@ -86,7 +90,7 @@ def compensated_rounding(
         for i in range(stop - start):
             j, col = start + i, block[:, i]
             if j < rounded:
-                q[:, j] = np.clip(np.rint(col / s[j]), -qmax, qmax) * s[j]
+                q[:, j] = np.clip(np.rint(col / s[:, j]), -qmax, qmax) * s[:, j]
             else:
                 q[:, j] = col
             errors[:, i] = (col - q[:, j]) / u[i, i]
@@ -95,3 +99,39 @@ def compensated_rounding(
     out = np.empty_like(q)
     out[:, order] = q
     return out
+
+
+def compensated_channels(
+    blocks: list[np.ndarray], hessian: np.ndarray, bias: np.ndarray | None = None
+) -> tuple[list[QuantTensor], np.ndarray | None]:
+    """Per-output-channel symmetric int8 weights of side-by-side ``blocks`` ([rows, cols_k]
+    each, e.g. W and R of the stacked gates: ``z = W x + R h + b``), rounded together by
+    :func:`compensated_rounding` on ``hessian`` = E[u u^T] of their joint input ``u``
+    (``[x; h; 1]`` when ``bias`` is given: the bias, kept exact, absorbs the mean error).
+
+    Each block keeps the scales per-channel nearest rounding gives it
+    (:func:`~edgelstm.quant.tensor.quantize_symmetric` with ``axis=0``), so only codes change.
+    Returns (one :class:`QuantTensor` per block, the adjusted bias or None).
+    """
+    nearest = [quantize_symmetric(b, "int8", axis=0) for b in blocks]
+    grids = [
+        np.broadcast_to(np.asarray(q.params.scales, np.float64)[:, None], b.shape)  # type: ignore[union-attr]
+        for q, b in zip(nearest, blocks, strict=True)
+    ]
+    parts = [np.asarray(b, np.float64) for b in blocks]
+    if bias is not None:
+        parts.append(np.asarray(bias, np.float64)[:, None])
+        grids.append(np.ones((len(bias), 1)))
+    q = compensated_rounding(
+        np.concatenate(parts, axis=1),
+        np.concatenate(grids, axis=1),
+        hessian,
+        exact_columns=int(bias is not None),
+    )
+    out, start = [], 0
+    for block, grid, near in zip(blocks, grids, nearest, strict=False):
+        stop = start + block.shape[1]
+        codes = np.clip(np.rint(q[:, start:stop] / grid), -127, 127).astype(np.int8)
+        out.append(QuantTensor(codes, near.params))
+        start = stop
+    return out, (q[:, -1] if bias is not None else None)

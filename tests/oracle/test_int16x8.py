@@ -73,6 +73,74 @@ def test_japanese_vowels_beats_the_int8_integer_lowering(jv, yardstick):
     assert row["rmse_lsb"] <= BEATS * integer["rmse_lsb"], (row, integer)
 
 
+ISSUE_BAR = (2.0, 0.1, 0.002)
+"""The issue's bar: RMSE <= 2 output LSB, max <= 0.1 of the half-width, <= 0.2% flips."""
+
+
+@pytest.mark.slow
+def test_silero_vad_meets_the_bar(vad_entry):
+    """The trained VAD LSTM (ReLU inputs, a few units with |c| ~ 50): no int8-input file can
+    meet the bar (its input grid alone moves the output by 0.65 of the half-width); int16x8
+    does, with compensated per-channel weights and per-unit cell scales. Measured 0.19 LSB,
+    max 0.042, 0.16% flips (before both: 1.71 / 0.33 / 0.96%)."""
+    from edgelstm.measure.int8_error import compile_int8
+
+    _, plan = compile_int8(vad_entry.lstm_only, vad_entry.calibration)
+    lo, hi = plan.output.real_range
+    row = bench.int16x8_row(vad_entry, plan.output.scale, (hi - lo) / 2)
+    print(f"\nvad int16x8: {row}")
+    rmse, frac, flips = ISSUE_BAR
+    assert row["tflm"] == 0.0  # ran on LiteRT
+    assert row["rmse_lsb"] <= rmse, row
+    assert row["max_frac"] <= frac, row
+    assert row["flips"] <= flips, row
+
+
+@pytest.mark.slow
+def test_silero_vad_per_unit_cell_scales_carry_the_accuracy(vad_entry, monkeypatch):
+    """Ablation on LiteRT: one cell scale for every unit (2^-8, set by the few |c| ~ 50
+    units) integrates f*c's rounding over the cells' long memory; per-unit scales remove
+    it. Measured: max error 0.42 vs 0.042 on outputs in [-1, 1]."""
+    from edgelstm.targets.tflite.unfused import iranges
+
+    lstm, x = vad_entry.lstm_only, vad_entry.held_out
+    ref = reference_model(lstm, x).output
+
+    def worst() -> float:
+        data = bench.int16x8_file(lstm, vad_entry, 1, x.shape[0])
+        return float(np.abs(bench.run_float_io(data, x) - ref).max())
+
+    per_unit = worst()
+    monkeypatch.setattr(iranges, "MAX_UNIT_SHIFT", 0)
+    shared = worst()
+    print(f"\nvad int16x8 max error: per-unit cell scales {per_unit:.3f}, one {shared:.3f}")
+    assert per_unit <= 0.1
+    assert shared >= 3 * per_unit
+
+
+def test_char_lm_meets_rmse_and_max(yardstick_char_lm):
+    """The char LM: RMSE and max within the bar; its flips are bounded by its int8 weights
+    (float64 reference with only the LSTM weights int8, compensated per channel: 0.44% of
+    6,400 held-out steps flip; 6.5% of steps have a top-two logit gap below 0.1) — int16x8
+    measured 0.44% there, 0.25% on these 800."""
+    entry, lsb, half = yardstick_char_lm
+    row = bench.int16x8_row(entry, lsb, half)
+    print(f"\nchar_lm int16x8: {row}")
+    assert row["rmse_lsb"] <= ISSUE_BAR[0], row
+    assert row["max_frac"] <= ISSUE_BAR[1], row
+    assert row["flips"] <= 0.005, row  # measured 0.0025 (2 of 800)
+
+
+@pytest.fixture(scope="module")
+def yardstick_char_lm():
+    from edgelstm.measure.int8_error import compile_int8
+
+    entry = bench.char_lm()
+    _, plan = compile_int8(entry.lstm_only, entry.calibration)
+    lo, hi = plan.output.real_range
+    return entry, plan.output.scale, (hi - lo) / 2
+
+
 def _tensors(data: bytes):
     from edgelstm.inspect import inspect_model
 

@@ -28,8 +28,20 @@ class _FloatEmitter(GraphEmitter):
 
     def op_tensors(self, visit: DirectionVisit) -> LSTMOpTensors:
         if self.options.quantize == "dynamic":
-            return hybrid_tensors(visit.weights)
+            return hybrid_tensors(visit.weights, moments=self._moments(visit))
         return float_tensors(visit.weights)
+
+    def _moments(self, visit: DirectionVisit):
+        """The calibration's second moments of this direction (None without calibration
+        data: nearest codes). One calibration pass for every direction."""
+        if self.options.calibration is None:
+            return None
+        if not hasattr(self, "_calibration"):
+            from edgelstm.quant.calibrate import calibrate
+
+            opts = self.options
+            self._calibration = calibrate(self.model, opts.calibration, progress=opts.int8.progress)
+        return self._calibration.stats[visit.k][visit.d].moments
 
     def head(self, x: int, rank: int) -> int:
         head = self.model.head

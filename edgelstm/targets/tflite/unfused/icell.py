@@ -23,13 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgelstm.ir.model import DenseHead
-from edgelstm.quant.tensor import quantize_symmetric
+from edgelstm.quant.tensor import QuantTensor, quantize_symmetric
 from edgelstm.targets.tflite.builder import Quantization
 from edgelstm.targets.tflite.quant_desc import quantization
 from edgelstm.targets.tflite.schema import BuiltinOperator as Op
 from edgelstm.targets.tflite.schema import BuiltinOptions as Opt
 from edgelstm.targets.tflite.schema import schema
-from edgelstm.targets.tflite.unfused.iranges import JOINT, Q15, IntCellQuant, q16
+from edgelstm.targets.tflite.unfused.iranges import JOINT, Q15, TANH_INPUT, IntCellQuant, q16
 from edgelstm.targets.tflite.unfused.ops import BINARY, Ops, _broadcast
 from edgelstm.targets.tflite.unfused.params import DirectionParams
 
@@ -89,16 +89,20 @@ class Int16Ops:
     def tanh(self, x: int) -> int:
         return self.unary(Op.TANH, x, hint="tanh")
 
-    def clip(self, x: int, bound: float) -> int:
+    def clip(self, x: int, bound: float | np.ndarray) -> int:
         """clip(x, ±bound) at x's own scale (MINIMUM/MAXIMUM compare codes)."""
         s = self.scale(x)
-        hi = self.at_scale("clip_hi", np.array([bound]), s)
-        lo = self.at_scale("clip_lo", np.array([-bound]), s)
+        b = np.atleast_1d(np.asarray(bound, np.float64))  # per unit when a vector
+        hi = self.at_scale("clip_hi", b, s)
+        lo = self.at_scale("clip_lo", -b, s)
         return self.binary("maximum", self.binary("minimum", x, hi, s), lo, s)
 
-    def weights(self, hint: str, matrix: np.ndarray) -> tuple[int, tuple[float, ...]]:
-        """int8 per-output-channel weights: (tensor, scales)."""
-        qm = quantize_symmetric(matrix, "int8", axis=0)
+    def weights(
+        self, hint: str, matrix: np.ndarray, codes: QuantTensor | None = None
+    ) -> tuple[int, tuple[float, ...]]:
+        """int8 per-output-channel weights (``codes`` when already rounded, else ``matrix``
+        to nearest): (tensor, scales)."""
+        qm = codes if codes is not None else quantize_symmetric(matrix, "int8", axis=0)
         t = self.ops.const(hint, qm.data, "int8", quantization(qm.params))
         return t, qm.params.scales  # type: ignore[union-attr]
 
@@ -157,13 +161,21 @@ class IntCell:
             raise ValueError("the integer cell implements the tanh activation only")
         self.i16, self.p, self.q, self.hint = Int16Ops(ops), params, q, hint
         i16 = self.i16
-        self.w, scales = i16.weights(f"{hint}/input_weights", params.w)
-        bias = params.bias if params.bias_in_gemm else np.zeros_like(params.bias)
+        cw = q.weights
+        self.w, scales = i16.weights(f"{hint}/input_weights", params.w, cw and cw.w)
+        fitted = cw.bias if cw is not None else params.bias
+        bias = fitted if params.bias_in_gemm else np.zeros_like(params.bias)
         self.b = i16.bias64(f"{hint}/bias", bias, q.x, scales)
-        self.r, _ = i16.weights(f"{hint}/recurrent_weights", params.r)
+        self.r, _ = i16.weights(f"{hint}/recurrent_weights", params.r, cw and cw.r)
+        k = q.k if q.k is not None else 1.0  # the loop carries c / k (per-unit scales)
         self.peephole = {
-            g: i16.const16(f"{hint}/peephole_{g}", v) for g, v in params.peephole.items()
+            g: i16.const16(f"{hint}/peephole_{g}", v * k) for g, v in params.peephole.items()
         }
+        self.inv_k = self.k = -1
+        if q.k is not None:
+            top = float(np.max(q.k))
+            self.inv_k = i16.at_scale(f"{hint}/cell_unit_inv", 1.0 / q.k, 2.0**-14)
+            self.k = i16.at_scale(f"{hint}/cell_unit", q.k, top * 2.0**-14)
         self.ln: dict[str, tuple[int, int]] = {}
         if spec.layer_norm and params.ln is not None:
             bias = params.gate_bias()
@@ -177,10 +189,13 @@ class IntCell:
                 )
         self.proj = self.proj_bias = -1
         if params.proj is not None:
-            self.proj, scales = i16.weights(f"{hint}/projection_weights", params.proj)
+            pq = cw.proj if cw is not None else None
+            self.proj, scales = i16.weights(f"{hint}/projection_weights", params.proj, pq)
             if params.proj_bias is not None:
                 name = f"{hint}/projection_bias"
-                self.proj_bias = i16.bias64(name, params.proj_bias, Q15, scales)
+                pb = cw.proj_bias if cw is not None and cw.proj_bias is not None else None
+                pb = params.proj_bias if pb is None else pb
+                self.proj_bias = i16.bias64(name, pb, Q15, scales)
 
     def layer_norm(self, x: int, g: str) -> int:
         """(x - mean) * rsqrt(var) * coef + bias, in int16, normalising twice.
@@ -234,11 +249,16 @@ class IntCell:
         else:
             i = i16.logistic(finish("input", c))
             ig = i16.mul(i, g, Q15)  # i * g in [-1, 1]
+            if self.inv_k >= 0:  # at each unit's own scale
+                ig = i16.mul(ig, self.inv_k, q.c)
             c_new = i16.add(i16.mul(f, c, q.c), ig, q.c)
         if spec.cell_clip > 0:
-            c_new = i16.clip(c_new, spec.cell_clip)
+            c_new = i16.clip(c_new, spec.cell_clip / (q.k if q.k is not None else 1.0))
         o = i16.logistic(finish("output", c_new))
-        m = i16.mul(o, i16.tanh(c_new), Q15 if p.proj is not None else q.h)
+        real_c = c_new
+        if self.k >= 0:  # c itself for TANH (saturating past +-8 loses nothing there)
+            real_c = i16.mul(c_new, self.k, min(q.c_real, TANH_INPUT))
+        m = i16.mul(o, i16.tanh(real_c), Q15 if p.proj is not None else q.h)
         if p.proj is not None:
             m = i16.fc(m, self.proj, self.proj_bias, spec.n_output, q.h)
             if spec.proj_clip > 0:
