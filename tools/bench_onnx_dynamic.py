@@ -11,9 +11,16 @@ LSTM(64, 128) — and, with ``--vad PATH``, the pretrained Silero VAD):
   never saturates its u8 x s8 kernels on CPUs without VNNI);
 * ``edgelstm float``: ``edgelstm compile model.onnx -o out.onnx``;
 * ``edgelstm dynamic``: ``... --quantize dynamic`` (the weight scheme chosen by measured error
-  among pair-safe, full-range, 7-bit, uint8 and ORT's defaults, never one that saturates on
-  CPUs without VNNI: :mod:`edgelstm.targets.onnx.scheme_choice`); the ``scheme`` column is
-  its choice, ``*`` when ORT's defaults saturate there (so they may measure better here).
+  among pair-safe, full-range, 7-bit, uint8 and ORT's defaults, by the default "accuracy"
+  policy: never less accurate than ORT's defaults here nor simulated without VNNI, the
+  fastest such: :mod:`edgelstm.targets.onnx.scheme_choice`);
+* ``edgelstm dynamic portable``: the same with ``--onnx-dynamic-priority portable`` (the
+  policy before: judged by the simulated error without VNNI; safe int8 over uint8 whenever
+  it keeps ORT's simulated non-VNNI error).
+
+The ``scheme`` column is each policy's choice (accuracy / portable), ``*`` when ORT's defaults
+saturate without VNNI (so they may measure better here). A second table gives, per model,
+each policy's RMS error and latency over ``ort dynamic``'s, and the geometric means.
 
 Error: max |difference| over ALL graph outputs vs ``ort float`` on seeded N(0, 1) inputs.
 "sat" marks a quantized model with int8 weight pairs that saturate on CPUs without VNNI
@@ -41,7 +48,15 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("ort float", "ort dynamic", "ort dynamic 7-bit", "edgelstm float", "edgelstm dynamic")
+VARIANTS = (
+    "ort float",
+    "ort dynamic",
+    "ort dynamic 7-bit",
+    "edgelstm float",
+    "edgelstm dynamic",
+    "edgelstm dynamic portable",
+)
+POLICIES = {"accuracy": "edgelstm dynamic", "portable": "edgelstm dynamic portable"}
 
 
 def _corpus(root: Path) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
@@ -107,21 +122,25 @@ def _scheme(data: bytes) -> str:
 def _variants(path: Path, root: Path) -> dict[str, bytes | str]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from edgelstm.ir.options import CompileOptions
     from edgelstm.targets.onnx.rewrite import rewrite_onnx
+    from edgelstm.targets.onnx.rewrite.quantize import quantize_whole
 
     ortq, ortq7 = root / f"{path.stem}.ortq.onnx", root / f"{path.stem}.ortq7.onnx"
     logging.getLogger().setLevel(logging.ERROR)
     quantize_dynamic(str(path), str(ortq), weight_type=QuantType.QInt8)
     quantize_dynamic(str(path), str(ortq7), weight_type=QuantType.QInt8, reduce_range=True)
-    ours, _ = rewrite_onnx(path)
-    ours_q, _ = rewrite_onnx(path, CompileOptions(quantize="dynamic"))
+    ours, report = rewrite_onnx(path)
+    weights = {n for r in report.applied for n in r.info.get("weights", [])}
+    quantized = {  # what rewrite_onnx(path, quantize="dynamic") does, with each policy
+        p: quantize_whole(ours, weights, priority=p).SerializeToString() for p in POLICIES
+    }
     return {
         "ort float": str(path),  # a path: torch's dynamo export keeps weights in .onnx.data
         "ort dynamic": str(ortq),
         "ort dynamic 7-bit": str(ortq7),
         "edgelstm float": ours.SerializeToString(),
-        "edgelstm dynamic": ours_q.SerializeToString(),
+        "edgelstm dynamic": quantized["accuracy"],
+        "edgelstm dynamic portable": quantized["portable"],
     }
 
 
@@ -190,6 +209,9 @@ def main() -> None:
         print(header)
         print("|" + "---|" * (len(VARIANTS) + 2))
         rms_all: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        ms_all: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        names: list[str] = []
+        schemes: list[str] = []
         for name, (path, given) in models.items():
             variants = _variants(Path(path), root)
             sessions = {v: _session(d) for v, d in variants.items()}
@@ -207,18 +229,53 @@ def main() -> None:
                 sat = " sat" if _saturates(variants[v]) else ""
                 cells.append(f"{err:.1e} / {ms[v]:.3f}{sat}")
                 rms_all[v].append(_rms(want, got))
-            scheme = _scheme(variants["edgelstm dynamic"])  # type: ignore[arg-type]
+                ms_all[v].append(ms[v])
+            scheme = " / ".join(_scheme(variants[v]) for v in POLICIES.values())  # type: ignore
+            names.append(name)
+            schemes.append(scheme)
             print(f"| {name} | " + " | ".join(cells) + f" | {scheme} |", flush=True)
-        ours = rms_all["edgelstm dynamic"]
-        for ref in ("ort dynamic", "ort dynamic 7-bit"):
-            ratios = [a / b for a, b in zip(ours, rms_all[ref], strict=True) if a > 0 and b > 0]
-            if ratios:
-                mean = float(np.exp(np.mean(np.log(ratios))))
-                print(
-                    f"\nRMS error, edgelstm dynamic / {ref}: geometric mean {mean:.2f} "
-                    f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {len(ratios)} models "
-                    "where both quantize)"
-                )
+        _ratios(names, schemes, rms_all, ms_all)
+
+
+def _geo(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = float(np.exp(np.mean(np.log(values))))
+    return f"{mean:.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _ratios(
+    names: list[str],
+    schemes: list[str],
+    rms_all: dict[str, list[float]],
+    ms_all: dict[str, list[float]],
+) -> None:
+    """Per model, each policy's RMS error and latency over ORT's defaults (``ort dynamic``),
+    and their geometric means over the models where ORT's defaults quantize (error > 0)."""
+    print("\n| model | " + " | ".join(f"{p}: err / ms vs ort dynamic" for p in POLICIES), end="")
+    print(" | scheme (accuracy / portable) |\n|---|---|---|---|")
+    ref_rms, ref_ms = rms_all["ort dynamic"], ms_all["ort dynamic"]
+    err: dict[str, list[float]] = {p: [] for p in POLICIES}
+    lat: dict[str, list[float]] = {p: [] for p in POLICIES}
+    for i, name in enumerate(names):
+        cells = []
+        for p, v in POLICIES.items():
+            e = rms_all[v][i] / ref_rms[i] if ref_rms[i] > 0 else float("nan")
+            t = ms_all[v][i] / ref_ms[i]
+            cells.append(f"{e:.2f} / {t:.2f}" if ref_rms[i] > 0 else f"- / {t:.2f}")
+            if ref_rms[i] > 0 and rms_all[v][i] > 0:
+                err[p].append(e)
+                lat[p].append(t)
+        print(f"| {name} | " + " | ".join(cells) + f" | {schemes[i]} |")
+    for p, v in POLICIES.items():
+        seven = [
+            a / b for a, b in zip(rms_all[v], rms_all["ort dynamic 7-bit"], strict=True) if a and b
+        ]
+        print(
+            f"\n{p} ({v}), geometric mean (min-max) over {len(err[p])} models where ORT's "
+            f"defaults quantize: RMS error / ort dynamic {_geo(err[p])}, latency / ort "
+            f"dynamic {_geo(lat[p])}; RMS error / ort dynamic 7-bit {_geo(seven)}"
+        )
 
 
 def _rms(want: list[np.ndarray], got: list[np.ndarray]) -> float:

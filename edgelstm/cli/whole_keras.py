@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, out: Path) -> int | None:
     """Compile a whole Keras model; None when it is a pure LSTM stack (LSTM-only path)."""
     from edgelstm._io import write_bytes_atomic
     from edgelstm.importers.keras import _load
-    from edgelstm.ir.options import CompileOptions, Int8Options
+    from edgelstm.ir.options import CompileOptions, Int8Options, OnnxOptions
 
     model = _load(Path(args.source))
     if _lstm_only(model):
@@ -157,6 +157,9 @@ def run(args: argparse.Namespace, out: Path) -> int | None:
         calibration=calibration,
         source=Path(args.source).name,
         int8=Int8Options(io=bool(args.int8_io)),
+        onnx=OnnxOptions(
+            dynamic_priority=getattr(args, "onnx_dynamic_priority", None) or "accuracy"
+        ),
     )
     optimize = getattr(args, "optimize", None)
     if optimize is not None and (out.suffix.lower() == ".onnx" or options.quantize == "int8"):

@@ -29,10 +29,16 @@ def run(args: argparse.Namespace, out: Path) -> int | None:
         return None
     _refuse_flags(args, getattr(args, "calibration", None))
     from edgelstm._io import write_bytes_atomic
-    from edgelstm.ir.options import CompileOptions
+    from edgelstm.ir.options import CompileOptions, OnnxOptions
     from edgelstm.targets.onnx.rewrite import rewrite_onnx
 
-    options = CompileOptions(quantize=args.quantize, source=Path(args.source).name)
+    options = CompileOptions(
+        quantize=args.quantize,
+        source=Path(args.source).name,
+        onnx=OnnxOptions(
+            dynamic_priority=getattr(args, "onnx_dynamic_priority", None) or "accuracy"
+        ),
+    )
     proto, report = rewrite_onnx(model, options)
     if not report.applied:
         reasons = "; ".join(f"{r.where}: {r.detail}" for r in report.refused)

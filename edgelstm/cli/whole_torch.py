@@ -23,7 +23,7 @@ _TFLITE_WAY_OUT = (
 def run(args: argparse.Namespace, out: Path) -> int:
     """Export the program whole to ONNX (its LSTMs rewritten); exit code 0."""
     from edgelstm._io import write_bytes_atomic
-    from edgelstm.ir.options import CompileOptions
+    from edgelstm.ir.options import CompileOptions, OnnxOptions
     from edgelstm.whole.torch_module import from_torch_module
 
     if out.suffix.lower() != ".onnx":
@@ -56,7 +56,12 @@ def run(args: argparse.Namespace, out: Path) -> int:
         reason = STATIC_INT8_REASON if args.quantize == "int8" else INT16X8_REASON
         raise UnsupportedError("onnx", reason)
     options = CompileOptions(
-        batch=None, quantize=args.quantize or "none", source=Path(args.source).name
+        batch=None,
+        quantize=args.quantize or "none",
+        source=Path(args.source).name,
+        onnx=OnnxOptions(
+            dynamic_priority=getattr(args, "onnx_dynamic_priority", None) or "accuracy"
+        ),
     )
     proto = from_torch_module(str(args.source), None, options)
     write_bytes_atomic(out, proto.SerializeToString())

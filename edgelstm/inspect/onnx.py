@@ -298,8 +298,25 @@ def _saturation_warnings(model: Any) -> list[str]:
         text += (
             f" edgelstm chose this scheme ({chosen}) by measured RMSE {rmse[chosen]:.2e}"
             + (f", {expected:.2e} expected without VNNI" if expected is not None else "")
-            + f" (safe int8-pair: {rmse.get('int8-pair', float('nan')):.2e})."
+            + f" (safe int8-pair: {rmse.get('int8-pair', float('nan')):.2e})"
+            + _policy_note(record)
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         text += " Re-quantize with edgelstm (it measures the schemes) or ORT's reduce_range."
     return [text]
+
+
+def _policy_note(record: dict[str, Any]) -> str:
+    """The policy that chose a saturating scheme, whether ORT's guarantee held, the way out."""
+    policy = record.get("policy")
+    if policy is None:  # files written before the policies
+        return "."
+    held = (record.get("guarantee") or {}).get("held")
+    said = {True: "held", False: "NOT held", None: "no int8 bar"}.get(held, "unknown")
+    out = f"; policy {policy}, never-less-accurate-than-ORT's-defaults guarantee: {said}."
+    if policy == "accuracy":
+        out += (
+            " For the scheme most accurate without VNNI (it may measure less accurate than "
+            "ORT's defaults on a VNNI CPU): --onnx-dynamic-priority portable."
+        )
+    return out

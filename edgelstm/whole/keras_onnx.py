@@ -248,7 +248,12 @@ def rewrite_exported(
         weights = set(spliced_weights)
         if report is not None:
             weights |= {n for r in report.applied for n in r.info.get("weights", [])}
-        proto = quantize_whole(proto, weights, calibration=options.calibration)
+        proto = quantize_whole(
+            proto,
+            weights,
+            calibration=options.calibration,
+            priority=options.onnx.dynamic_priority,
+        )
     _stamp(proto, exporter, report, spliced, problems, options.quantize)
     return proto
 

@@ -5,8 +5,9 @@ hoisted input MatMul (and, with ``EnableSubgraph``, the recurrent MatMul inside 
 body) become ``MatMulInteger`` with scale multiplications. ORT picks the graph; the weights
 are then re-derived with the weight scheme chosen by measurement
 (:mod:`edgelstm.targets.onnx.scheme_choice`: pair-safe, full-range, 7-bit, uint8 or ORT's own
-defaults; the smallest error to expect on CPUs without VNNI). Static int8 is
-refused by the emitter (see :data:`edgelstm.targets.onnx.emit.STATIC_INT8_REASON`).
+defaults; by default never less accurate than ORT's defaults, here nor without VNNI, the
+fastest such; ``priority="portable"``: judged by the simulated error without VNNI).
+Static int8 is refused by the emitter (see :data:`edgelstm.targets.onnx.emit.STATIC_INT8_REASON`).
 :func:`full_range_int8` is ORT's own full-range weights, unchanged (a latency-search
 candidate).
 """
@@ -22,6 +23,7 @@ import numpy as np
 import onnx
 
 from edgelstm.errors import UnsupportedError
+from edgelstm.ir.options import DynamicPriority
 
 PER_CHANNEL = False
 """Per-tensor weight scales: measured as accurate as per-channel on the benchmark weights and
@@ -67,19 +69,24 @@ def full_range_int8(model: onnx.ModelProto) -> bytes:
 
 
 def quantize_dynamic_model(
-    model: onnx.ModelProto, *, calibration: np.ndarray | None = None
+    model: onnx.ModelProto,
+    *,
+    calibration: np.ndarray | None = None,
+    priority: DynamicPriority = "accuracy",
 ) -> onnx.ModelProto:
     """Return the dynamic-int8 version of a float model (metadata kept, marked quantized).
 
     The weight scheme is chosen by measured error (:func:`~edgelstm.targets.onnx.
-    scheme_choice.choose_scheme`) on ``calibration`` ([N, T, I] sequences) when given, else on
-    seeded random inputs; the choice and the errors are in ``edgelstm.quantize.scheme``."""
+    scheme_choice.choose_scheme`, policy ``priority``: ``OnnxOptions.dynamic_priority``) on
+    ``calibration`` ([N, T, I] sequences) when given, else on seeded random inputs; the
+    choice, the policy and the errors are in ``edgelstm.quantize.scheme``."""
     from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, choose_scheme
 
     quantized, choice = choose_scheme(
         model,
         _ort_quantize_dynamic,
         calibration,
+        priority=priority,
         per_channel=PER_CHANNEL,
         extra_options={"EnableSubgraph": True},
     )

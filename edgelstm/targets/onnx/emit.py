@@ -363,7 +363,9 @@ def to_onnx(
     if options.quantize == "dynamic":
         from edgelstm.targets.onnx.dynamic import quantize_dynamic_model
 
-        proto = quantize_dynamic_model(proto, calibration=options.calibration)
+        proto = quantize_dynamic_model(
+            proto, calibration=options.calibration, priority=options.onnx.dynamic_priority
+        )
     return proto
 
 

@@ -15,7 +15,7 @@ from _paths import MODELS
 from onnx import TensorProto, helper, numpy_helper
 
 from edgelstm import UnsupportedError, from_npz, reference_model, to_onnx
-from edgelstm.ir.options import CompileOptions
+from edgelstm.ir.options import CompileOptions, OnnxOptions
 from edgelstm.quant.tensor import PAIR_LIMIT, max_pair_sum, pair_safe_int8, seven_bit_int8
 from edgelstm.targets.onnx.weight_schemes import requantize
 
@@ -83,8 +83,9 @@ def test_zero_weights() -> None:
 def test_pair_safe_beats_7bit_on_trained_models(name: str) -> None:
     """Same graph, same kernels: only the weights differ. RMSE vs the float64 reference."""
     model = from_npz(MODELS / name)
-    options = CompileOptions(batch=1, quantize="dynamic")
-    pair = to_onnx(model, options)  # the default scheme
+    portable = OnnxOptions(dynamic_priority="portable")  # edgelstm's all-int8 graph
+    options = CompileOptions(batch=1, quantize="dynamic", onnx=portable)
+    pair = to_onnx(model, options)
     floats = to_onnx(model, CompileOptions(batch=1))
     seven = onnx.ModelProto()
     seven.CopyFrom(pair)

@@ -98,7 +98,13 @@ def rewrite_model(obj: Any, options: Any = None) -> tuple[onnx.ModelProto, Rewri
         from edgelstm.targets.onnx.rewrite.quantize import quantize_whole
 
         weights = {n for r in report.applied for n in r.info.get("weights", [])}
-        model = quantize_whole(model, weights, checks_before[0], calibration=options.calibration)
+        model = quantize_whole(
+            model,
+            weights,
+            checks_before[0],
+            calibration=options.calibration,
+            priority=options.onnx.dynamic_priority,
+        )
     for r in report.refused:
         report.notes.append(f"{r.where}: kept unchanged ({r.detail})")
     return model, report

@@ -4,9 +4,9 @@ onnxruntime's ``quantize_dynamic`` runs over the rewritten float model (subgraph
 ``Conv`` left float), with the settings of :mod:`edgelstm.targets.onnx.dynamic`. It turns the
 fused LSTMs into ``DynamicQuantizeLSTM`` and the MatMuls of the rest of the graph (and of
 composite LSTMs) into integer kernels. Every weight is then re-derived with each candidate
-scheme, and the candidate with the smallest error on CPUs without VNNI (measured, grown by
-the simulated saturation cost where pairs exceed 128) is kept, ORT's own defaults among the
-candidates (:mod:`edgelstm.targets.onnx.scheme_choice`).
+scheme, each measured (and grown by the simulated saturation cost where pairs exceed 128,
+for CPUs without VNNI), and the policy picks one, ORT's own defaults among the candidates:
+by default never less accurate than they are (:mod:`edgelstm.targets.onnx.scheme_choice`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import json
 import numpy as np
 import onnx
 
-from edgelstm.errors import ModelFileError, UnsupportedError
+from edgelstm.errors import ModelFileError, SpecError, UnsupportedError
+from edgelstm.ir.options import DynamicPriority
 from edgelstm.targets.onnx.dynamic import (
     PER_CHANNEL,
     _ort_quantize_dynamic,
@@ -43,12 +44,14 @@ def quantize_whole(
     checked: bool = True,
     *,
     calibration: np.ndarray | list[dict[str, np.ndarray]] | None = None,
+    priority: DynamicPriority = "accuracy",
 ) -> onnx.ModelProto:
     """Dynamic-int8 ``model``; ``lstm_weights``: the float initializers edgelstm emitted for
     the rewritten LSTMs (counted in the metadata; every weight takes the chosen scheme);
     ``checked``: the result must pass ``onnx.checker`` (when the original did);
     ``calibration``: [N, T, I] sequences or feeds of the graph to measure the schemes on
-    (else seeded inputs: :func:`~edgelstm.targets.onnx.scheme_choice.default_feeds`)."""
+    (else seeded inputs: :func:`~edgelstm.targets.onnx.scheme_choice.default_feeds`);
+    ``priority``: the scheme policy (``OnnxOptions.dynamic_priority``)."""
     from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, choose_scheme
 
     try:
@@ -56,11 +59,12 @@ def quantize_whole(
             model,
             _ort_quantize_dynamic,
             calibration,
+            priority=priority,
             per_channel=PER_CHANNEL,
             op_types_to_quantize=op_types(),
             extra_options={"EnableSubgraph": True},
         )
-    except UnsupportedError:
+    except (UnsupportedError, SpecError):
         raise
     except Exception as exc:  # noqa: BLE001 - the quantizer's own failures on odd graphs
         text = str(exc).strip().splitlines()
