@@ -21,7 +21,8 @@ held-out decisions (argmax) that flip. Row ``integer``: the all-integer unfused 
 (``--int8-lowering integer``: int16 gates at chosen scales, int8 I/O) on LiteRT (TFLM for
 layer norm), in the fused file's output LSB; row ``int16x8``: the same lowering with int16
 activations end to end (``--quantize int16x8``: int16 input, h and outputs; float I/O), in
-the same yardstick; row ``latency``: all three on LiteRT, 1 thread.
+the same yardstick; row ``int16x8_2p``: int16x8 with two int8 weight planes
+(``--weight-planes 2``: ~15-bit weights); row ``latency``: all of them on LiteRT, 1 thread.
 """
 
 from __future__ import annotations
@@ -310,9 +311,10 @@ def run_integer(data: bytes, x: np.ndarray, backend: str = "litert") -> np.ndarr
     return (y.astype(np.float64) - zero) * scale
 
 
-def int16x8_file(model: LSTMModel, entry: Entry, batch: int, steps: int) -> bytes:
-    """``--quantize int16x8`` (float I/O); with layer norm for TFLite Micro (LiteRT has no
-    int16 SQUARED_DIFFERENCE)."""
+def int16x8_file(model: LSTMModel, entry: Entry, batch: int, steps: int, planes: int = 1) -> bytes:
+    """``--quantize int16x8`` (float I/O; ``planes`` 2: ``--weight-planes 2``); with layer
+    norm for TFLite Micro (LiteRT has no int16 SQUARED_DIFFERENCE)."""
+    from edgelstm.ir.options import Int8Options
     from edgelstm.targets.tflite.int8_choice import to_tflite_int16x8
 
     ln = any(v.weights.spec.layer_norm for v in model.walk())
@@ -322,6 +324,7 @@ def int16x8_file(model: LSTMModel, entry: Entry, batch: int, steps: int) -> byte
         quantize="int16x8",
         calibration=entry.calibration,
         target="tflm" if ln else "tflite",
+        int8=Int8Options(weight_planes=planes),
     )
     return to_tflite_int16x8(model, options)
 
@@ -348,15 +351,16 @@ def run_float_io(data: bytes, x: np.ndarray, backend: str = "litert") -> np.ndar
     return np.concatenate(parts, axis=axis if parts[0].ndim == 3 else 0).astype(np.float64)
 
 
-def int16x8_row(entry: Entry, lsb: float, half_width: float) -> dict[str, float]:
-    """``--quantize int16x8`` against the float64 reference, in the fused int8 file's output
-    LSB and half-width; LiteRT, or TFLM (one sequence per invoke) with layer norm."""
+def int16x8_row(entry: Entry, lsb: float, half_width: float, planes: int = 1) -> dict[str, float]:
+    """``--quantize int16x8`` (``planes``: int8 weight planes) against the float64 reference,
+    in the fused int8 file's output LSB and half-width; LiteRT, or TFLM (one sequence per
+    invoke) with layer norm."""
     lstm = entry.lstm_only
     litert = not any(v.weights.spec.layer_norm for v in lstm.walk())
     batch, steps = _shape(entry, entry.held_out)
 
     def run(model: LSTMModel) -> np.ndarray:
-        data = int16x8_file(model, entry, batch if litert else 1, steps)
+        data = int16x8_file(model, entry, batch if litert else 1, steps, planes)
         return run_float_io(data, entry.held_out, "litert" if litert else "tflm")
 
     y = run(lstm)
@@ -417,6 +421,7 @@ def latency_row(entry: Entry, runs: int = 30) -> dict[str, float]:
         "fused": to_tflite(lstm, options),
         "integer": integer_file(lstm, entry, 1, steps),
         "int16x8": int16x8_file(lstm, entry, 1, steps),
+        "int16x8_2p": int16x8_file(lstm, entry, 1, steps, planes=2),
     }
     interpreters = {}
     for name, data in files.items():
@@ -468,6 +473,7 @@ def main() -> int:
                 lo, hi = plan.output.real_range
                 rows["integer"] = integer_row(entry, plan.output.scale, (hi - lo) / 2)
                 rows["int16x8"] = int16x8_row(entry, plan.output.scale, (hi - lo) / 2)
+                rows["int16x8_2p"] = int16x8_row(entry, plan.output.scale, (hi - lo) / 2, 2)
                 rows["latency"] = latency_row(entry)
             for path, row in rows.items():
                 cells = "  ".join(f"{k} {v:.4g}" for k, v in row.items())

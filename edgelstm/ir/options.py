@@ -28,6 +28,8 @@ Schedule = Literal["auto", "while", "unrolled"]
 SCHEDULES: tuple[str, ...] = ("auto", "while", "unrolled")
 Lowering = Literal["fused", "integer", "auto"]
 LOWERINGS: tuple[str, ...] = ("fused", "integer", "auto")
+DynamicPriority = Literal["accuracy", "portable"]
+DYNAMIC_PRIORITIES: tuple[str, ...] = ("accuracy", "portable")
 EXTRA_KEYS = {"int8_io": "io", "estimator": "estimator", "progress": "progress"}
 """The keys the old ``CompileOptions(extra={...})`` dict took -> :class:`Int8Options` fields."""
 
@@ -48,6 +50,10 @@ def _check_choice(owner: str, value: Any, choices: tuple[str, ...]) -> None:
         raise SpecError(f"{owner}: expected one of {choices}, found {value!r}")
 
 
+WEIGHT_PLANES = (1, 2)
+"""int8 weight planes of the all-integer lowering (:attr:`Int8Options.weight_planes`)."""
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """Choices of ``quantize="int8"`` (full-integer TFLite).
@@ -64,15 +70,27 @@ class Int8Options:
     with the lower error on a held-out split of the calibration data); see
     :mod:`edgelstm.targets.tflite.int8_choice` (built) and
     :mod:`edgelstm.measure.int8_choice` (``auto``).
+    ``weight_planes``: 2 stores each weight matrix of the all-integer lowering (``lowering=
+    "integer"``, ``quantize="int16x8"``, the TFLM profile) as two int8 planes — the codes and
+    the per-channel codes of what they miss, run as two 16x8 FULLY_CONNECTEDs added in int16
+    — for ~15-bit weights on the same kernels, at twice the weight bytes and products: for
+    models whose int8 weights alone exceed an error budget (``verify --explain`` names the
+    weights). 1 (default): one plane.
     """
 
     io: bool = False
     estimator: str | Mapping[str, str] | None = field(default=None, hash=False)
     progress: bool | None = None
     lowering: Lowering = "fused"
+    weight_planes: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("Int8Options.lowering", self.lowering, LOWERINGS)
+        if self.weight_planes not in WEIGHT_PLANES:
+            raise SpecError(
+                f"Int8Options.weight_planes: expected one of {WEIGHT_PLANES}, found "
+                f"{self.weight_planes!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,15 +107,29 @@ class OnnxOptions:
     onnxruntime opens it without warnings and no call can leak state into the next.
     ``sequence_lens`` adds a required ``sequence_lens`` [B] int32 input (ragged batches;
     only when every direction is a fused ``LSTM`` node).
+
+    ``dynamic_priority`` picks the weight scheme of ``quantize="dynamic"``
+    (:func:`edgelstm.targets.onnx.scheme_choice.choose`): "accuracy" (default) never measures
+    less accurate than onnxruntime's own ``quantize_dynamic`` defaults, on this CPU nor
+    (simulated) on x86 CPUs without VNNI, the fastest such scheme; "portable" (the policy
+    before) judges the schemes by their simulated error without VNNI only, where ORT's
+    full-range int8 saturates: safe int8 weights, at the same speed, that on a VNNI CPU
+    measure less accurate than ORT's defaults (exporter corpus: 1.35x, geometric mean).
     """
 
     force_composite: bool = False
     recurrence: Recurrence = "scan"
     state_inputs: bool = False
     sequence_lens: bool = False
+    dynamic_priority: DynamicPriority = "accuracy"
 
     def __post_init__(self) -> None:
         _check_choice("OnnxOptions.recurrence", self.recurrence, RECURRENCES)
+        if self.dynamic_priority not in DYNAMIC_PRIORITIES:
+            raise SpecError(
+                f"OnnxOptions.dynamic_priority: expected one of {DYNAMIC_PRIORITIES}, found "
+                f"{self.dynamic_priority!r} (CLI: --onnx-dynamic-priority accuracy|portable)"
+            )
         for flag in ("state_inputs", "sequence_lens"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(
@@ -184,6 +216,20 @@ class CompileOptions:
             self._fold_extra(extra)
         if self.quantize == "int16x8":
             self._check_int16x8()
+        if self.int8.weight_planes > 1 and not self._integer_lowering():
+            raise SpecError(
+                "Int8Options.weight_planes=2 (--weight-planes 2) applies to the all-integer "
+                "lowering only: use --quantize int16x8, --int8-lowering integer or --target "
+                "tflm with --quantize int8"
+            )
+
+    def _integer_lowering(self) -> bool:
+        """Whether the weights go to the all-integer (int16 gate math) lowering."""
+        if self.quantize == "int16x8":
+            return True
+        return self.quantize == "int8" and (
+            self.int8.lowering == "integer" or self.target == "tflm"
+        )
 
     def _check_int16x8(self) -> None:
         """The integer lowering's needs: its scales come from calibration, and its

@@ -54,3 +54,27 @@ def test_whole_keras_model_refuses_int16x8(tmp_path, capsys):
 
     with pytest.raises(UnsupportedError, match=r"int16x8 applies to LSTM-only sources"):
         _refuse_flags(Args())
+
+
+def test_weight_planes_flag(source, capsys):
+    """``--weight-planes 2``: a second int8 plane per weight matrix, closer to the float64
+    reference on LiteRT than one plane; refused (exit 2, no file) off the integer lowering."""
+    root, model, x = source
+    base = ["compile", str(root / "m.npz"), "--quantize", "int16x8", "--overwrite"]
+    base += ["--calibration", str(root / "cal.npy"), "--seq-len", str(T)]
+    ref = reference_model(model, x[:1].astype(np.float64)).output
+    errors = []
+    for planes in ("1", "2"):
+        out = root / f"planes{planes}.tflite"
+        assert main([*base, "-o", str(out), "--weight-planes", planes]) == 0
+        with open_runner(out, "auto", probe=False) as runner:
+            errors.append(float(np.abs(np.asarray(runner.run(x[:1])[0]) - ref).max()))
+    capsys.readouterr()
+    assert errors[1] < 0.5 * errors[0], errors
+    out = root / "fused.tflite"
+    args = ["compile", str(root / "m.npz"), "-o", str(out), "--quantize", "int8"]
+    args += ["--calibration", str(root / "cal.npy"), "--weight-planes", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--weight-planes 2 applies to the all-integer" in err and "Traceback" not in err
+    assert not out.exists()

@@ -41,7 +41,7 @@ from dataclasses import replace
 
 from edgelstm.errors import UnsupportedError
 from edgelstm.ir.model import LSTMModel
-from edgelstm.ir.options import CompileOptions, Int8Options, UnfusedOptions
+from edgelstm.ir.options import CompileOptions, UnfusedOptions
 from edgelstm.ir.weights import LSTMWeights
 
 FLAG = "--int8-lowering integer"
@@ -75,7 +75,7 @@ def to_tflite_integer(model: LSTMModel | LSTMWeights, options: CompileOptions) -
         options,
         batch=options.batch or 1,
         target="tflm",
-        int8=Int8Options(io=True, estimator=options.int8.estimator, progress=options.int8.progress),
+        int8=replace(options.int8, io=True, lowering="fused"),
         unfused=UnfusedOptions(schedule="while", chunk=1),
     )
     return to_tflite_unfused(model, profile, gates="int16")
@@ -129,9 +129,7 @@ def to_tflite_int16x8(model: LSTMModel | LSTMWeights, options: CompileOptions) -
         quantize="int8",
         batch=options.batch or 1,
         target="tflm",
-        int8=Int8Options(
-            io=options.int8.io, estimator=options.int8.estimator, progress=options.int8.progress
-        ),
+        int8=replace(options.int8, lowering="fused"),
         unfused=UnfusedOptions(schedule="while", chunk=1),
     )
     return to_tflite_unfused(model, profile, gates="int16", activations="int16")

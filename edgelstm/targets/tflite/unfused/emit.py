@@ -272,7 +272,8 @@ class _Lowering:
         head, ops = self.model.head, self.ops
         assert head is not None
         if self.iq is not None:
-            return Int16Ops(ops).dense_head(head, seq, rank == 3, self.iq.logits)
+            planes = self.options.int8.weight_planes
+            return Int16Ops(ops).dense_head(head, seq, rank == 3, self.iq.logits, planes)
         kernel = ops.const("head/kernel", head.kernel.astype(np.float32))
         bias = ops.const("head/bias", head.bias.astype(np.float32))
         out = ops.fc(seq, kernel, bias, head.units, keep_dims=rank == 3, hint="head/dense")

@@ -29,7 +29,15 @@ from edgelstm.targets.tflite.quant_desc import quantization
 from edgelstm.targets.tflite.schema import BuiltinOperator as Op
 from edgelstm.targets.tflite.schema import BuiltinOptions as Opt
 from edgelstm.targets.tflite.schema import schema
-from edgelstm.targets.tflite.unfused.iranges import JOINT, Q15, TANH_INPUT, IntCellQuant, q16
+from edgelstm.targets.tflite.unfused.iranges import (
+    JOINT,
+    Q15,
+    TANH_INPUT,
+    IntCellQuant,
+    pot_scale,
+    q16,
+    residual_plane,
+)
 from edgelstm.targets.tflite.unfused.ops import BINARY, Ops, _broadcast
 from edgelstm.targets.tflite.unfused.params import DirectionParams
 
@@ -127,11 +135,23 @@ class Int16Ops:
             dtype="int16", quant=q16(scale), version=FC_16X8,
         )  # fmt: skip
 
-    def dense_head(self, head: DenseHead, seq: int, keep_dims: bool, logits: float) -> int:
-        """The dense head: int8 weights, int16 logits at ``logits``, int16 SOFTMAX (Q0.15)."""
-        kernel, scales = self.weights("head/kernel", head.kernel.astype(np.float32))
+    def dense_head(
+        self, head: DenseHead, seq: int, keep_dims: bool, logits: float, planes: int = 1
+    ) -> int:
+        """The dense head: int8 weights (``planes`` 2: and their residual plane), int16
+        logits at ``logits``, int16 SOFTMAX (Q0.15)."""
+        matrix = head.kernel.astype(np.float32)
+        first = quantize_symmetric(matrix, "int8", axis=0)
+        kernel, scales = self.weights("head/kernel", matrix, first)
         bias = self.bias64("head/bias", head.bias, self.scale(seq), scales)
         out = self.fc(seq, kernel, bias, head.units, logits, keep_dims=keep_dims)
+        if planes > 1:
+            rest = residual_plane(first, matrix)
+            lo, lo_scales = self.weights("head/kernel_lo", matrix, rest)
+            real = rest.data.astype(np.float64) * np.asarray(lo_scales, np.float64)[:, None]
+            reach = float(np.abs(real).sum(axis=1).max()) * 32767 * self.scale(seq)
+            extra = self.fc(seq, lo, -1, head.units, pot_scale(reach, 1.0), keep_dims=keep_dims)
+            out = self.add(out, extra, logits)
         if head.activation != "softmax":
             return out
         opts = schema.SoftmaxOptionsT()
@@ -167,6 +187,9 @@ class IntCell:
         bias = fitted if params.bias_in_gemm else np.zeros_like(params.bias)
         self.b = i16.bias64(f"{hint}/bias", bias, q.x, scales)
         self.r, _ = i16.weights(f"{hint}/recurrent_weights", params.r, cw and cw.r)
+        lo = cw.lo if cw is not None else {}
+        self.w_lo = self._plane(f"{hint}/input_weights_lo", lo.get("w"), 32767 * q.x)
+        self.r_lo = self._plane(f"{hint}/recurrent_weights_lo", lo.get("r"), 32767 * q.h)
         k = q.k if q.k is not None else 1.0  # the loop carries c / k (per-unit scales)
         self.peephole = {
             g: i16.const16(f"{hint}/peephole_{g}", v * k) for g, v in params.peephole.items()
@@ -188,6 +211,7 @@ class IntCell:
                     i16.const16(f"{hint}/ln_bias_{g}", bias[k]),
                 )
         self.proj = self.proj_bias = -1
+        self.proj_lo: tuple[int, float] = (-1, 0.0)
         if params.proj is not None:
             pq = cw.proj if cw is not None else None
             self.proj, scales = i16.weights(f"{hint}/projection_weights", params.proj, pq)
@@ -196,6 +220,24 @@ class IntCell:
                 pb = cw.proj_bias if cw is not None and cw.proj_bias is not None else None
                 pb = params.proj_bias if pb is None else pb
                 self.proj_bias = i16.bias64(name, pb, Q15, scales)
+            self.proj_lo = self._plane(f"{hint}/projection_weights_lo", lo.get("proj"), 1.0)
+
+    def _plane(self, hint: str, codes: QuantTensor | None, in_max: float) -> tuple[int, float]:
+        """A second weight plane (``Int8Options.weight_planes=2``) and the int16 scale of
+        its product: the power of two covering max_row sum|w| * ``in_max`` (the input's
+        reach), so it never saturates. (-1, 0.0) when there is none."""
+        if codes is None:
+            return -1, 0.0
+        t, scales = self.i16.weights(hint, codes.data, codes)
+        real = codes.data.astype(np.float64) * np.asarray(scales, np.float64)[:, None]
+        return t, pot_scale(float(np.abs(real).sum(axis=1).max()) * in_max, 1.0)
+
+    def product(self, x: int, w: int, bias: int, lo: tuple[int, float], units: int, scale: float):
+        """FC16x8(x, w, bias), plus the second plane's product when there is one."""
+        y = self.i16.fc(x, w, bias, units, scale)
+        if lo[0] < 0:
+            return y
+        return self.i16.add(y, self.i16.fc(x, lo[0], -1, units, lo[1]), scale)
 
     def layer_norm(self, x: int, g: str) -> int:
         """(x - mean) * rsqrt(var) * coef + bias, in int16, normalising twice.
@@ -225,8 +267,8 @@ class IntCell:
     def step(self, x_t: int, h: int, c: int) -> tuple[int, int]:
         """Emit one time step from int16 ``x_t`` [B, I], ``h``, ``c``; returns (h', c')."""
         i16, ops, p, q, spec = self.i16, self.i16.ops, self.p, self.q, self.p.spec
-        xw = i16.fc(x_t, self.w, self.b, p.width, q.xw)
-        rh = i16.fc(h, self.r, -1, p.width, q.rh)
+        xw = self.product(x_t, self.w, self.b, self.w_lo, p.width, q.xw)
+        rh = self.product(h, self.r, -1, self.r_lo, p.width, q.rh)
         z = i16.add(xw, rh, q.z)
         if JOINT in self.ln:  # every gate normalised at once (no peephole in between)
             z3 = ops.reshape(z, [-1, p.n_gates, spec.n_cell])
@@ -260,7 +302,7 @@ class IntCell:
             real_c = i16.mul(c_new, self.k, min(q.c_real, TANH_INPUT))
         m = i16.mul(o, i16.tanh(real_c), Q15 if p.proj is not None else q.h)
         if p.proj is not None:
-            m = i16.fc(m, self.proj, self.proj_bias, spec.n_output, q.h)
+            m = self.product(m, self.proj, self.proj_bias, self.proj_lo, spec.n_output, q.h)
             if spec.proj_clip > 0:
                 m = i16.clip(m, spec.proj_clip)
         return m, c_new

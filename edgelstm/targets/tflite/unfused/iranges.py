@@ -24,7 +24,7 @@ from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.options import CompileOptions
 from edgelstm.quant.qparams import asymmetric_int8
 from edgelstm.quant.rounding import compensated_channels
-from edgelstm.quant.tensor import QuantTensor
+from edgelstm.quant.tensor import QuantTensor, quantize_symmetric
 from edgelstm.reference import LAYER_NORM_EPSILON, reference_model
 from edgelstm.targets.tflite.builder import Quantization
 from edgelstm.targets.tflite.quant_desc import quantization
@@ -101,6 +101,17 @@ class ChannelWeights:
     """The gate biases that absorbed the rounding's mean error (unchanged with layer norm)."""
     proj: QuantTensor | None = None
     proj_bias: np.ndarray | None = None
+    lo: dict[str, QuantTensor] = field(default_factory=dict)
+    """Second planes (``Int8Options.weight_planes=2``): "w", "r", "proj" -> the per-channel
+    int8 codes of what the first plane's codes miss (:func:`residual_plane`)."""
+
+
+def residual_plane(first: QuantTensor, values: np.ndarray) -> QuantTensor:
+    """The second int8 plane of ``values`` [rows, cols]: per output channel, to nearest, what
+    ``first`` (per-channel codes) leaves out; the two planes hold ~15-bit weights."""
+    scales = np.asarray(first.params.scales, np.float64)[:, None]  # type: ignore[union-attr]
+    rest = np.asarray(values, np.float64) - first.data.astype(np.float64) * scales
+    return quantize_symmetric(rest, "int8", axis=0)
 
 
 @dataclass(frozen=True)
@@ -226,12 +237,24 @@ class _Stats:
             self.gram = u.T @ u + (0.0 if self.gram is None else self.gram)
             self.count += len(u)
 
-    def channel_weights(self) -> ChannelWeights | None:
-        """The compensated int8 codes of this direction's W, R (and projection)."""
+    def channel_weights(self, planes: int = 1) -> ChannelWeights | None:
+        """The compensated int8 codes of this direction's W, R (and projection), with a
+        second plane each when ``planes`` is 2."""
         p = self.p
+        if planes > 1:  # nearest first planes (the smallest residuals), biases unchanged
+            w, r = (quantize_symmetric(m, "int8", axis=0) for m in (p.w, p.r))
+            lo = {"w": residual_plane(w, p.w), "r": residual_plane(r, p.r)}
+            proj = None
+            if p.proj is not None:
+                proj = quantize_symmetric(p.proj, "int8", axis=0)
+                lo["proj"] = residual_plane(proj, p.proj)
+            return ChannelWeights(w, r, p.bias, proj, p.proj_bias, lo)
         if self.gram is None or not self.count:
             return None
-        hess = self.gram / self.count
+        return self._compensated(self.gram / self.count)
+
+    def _compensated(self, hess: np.ndarray) -> ChannelWeights:
+        p = self.p
         bias = p.bias if p.bias_in_gemm else None
         if bias is None:  # layer norm: the bias comes after the normalisation
             hess = hess[:-1, :-1]
@@ -276,7 +299,9 @@ def unit_scales(s: _Stats, c: float) -> tuple[float, np.ndarray | None]:
     return base, k
 
 
-def _cell_quant(s: _Stats, x: float, h: float, per_unit: bool = True) -> IntCellQuant:
+def _cell_quant(
+    s: _Stats, x: float, h: float, per_unit: bool = True, planes: int = 1
+) -> IntCellQuant:
     spec, pk = s.p.spec, s.peak
     c_peak = spec.cell_clip if spec.cell_clip > 0 else pk.get("c", 0.0)
     c = pot_scale(c_peak, 1.0 if spec.cell_clip > 0 else MARGIN)
@@ -316,7 +341,7 @@ def _cell_quant(s: _Stats, x: float, h: float, per_unit: bool = True) -> IntCell
         zp={g: pot_scale(pk[f"zp.{g}"]) for g in gates},
         cg=pot_scale(c_peak + 1.0),
         ln=ln,
-        weights=s.channel_weights(),
+        weights=s.channel_weights(planes),
         k=k,
         c_real=c,
     )
@@ -348,6 +373,6 @@ def int_params(model: LSTMModel, options: CompileOptions, input16: bool = False)
             proj = [pot_scale(s.peak.get("proj", 0.0)) for s in dirs if s.p.proj is not None]
             h = max([Q15, *proj])
         for v, s in zip(visit.directions, dirs, strict=True):
-            cells[visit.k, v.d] = _cell_quant(s, in_scale, h, per_unit)
+            cells[visit.k, v.d] = _cell_quant(s, in_scale, h, per_unit, options.int8.weight_planes)
         in_scale = h
     return IntQuant(input8, tuple(layer_in), cells, pot_scale(stats.logits), x16)
