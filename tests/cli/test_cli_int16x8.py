@@ -78,3 +78,16 @@ def test_weight_planes_flag(source, capsys):
     err = capsys.readouterr().err
     assert "--weight-planes 2 applies to the all-integer" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_weight_planes_reach_the_tflm_profile(source, capsys):
+    """``--target tflm --quantize int8 --weight-planes 2``: the microcontroller file carries
+    the second planes (the TFLM profile rebuilds its options; the flag must survive that)."""
+    root, _, _ = source
+    out = root / "tflm2.tflite"
+    args = ["compile", str(root / "m.npz"), "-o", str(out), "--quantize", "int8", "--overwrite"]
+    args += ["--calibration", str(root / "cal.npy"), "--seq-len", str(T), "--target", "tflm"]
+    assert main([*args, "--weight-planes", "2"]) == 0
+    capsys.readouterr()
+    names = {t.name for op in inspect_model(out).ops for t in op.inputs if t is not None}
+    assert any(n.endswith("recurrent_weights_lo") for n in names), sorted(names)

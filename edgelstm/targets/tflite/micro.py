@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from edgelstm.errors import UnsupportedError
 from edgelstm.ir.model import LSTMModel
-from edgelstm.ir.options import CompileOptions, Int8Options
+from edgelstm.ir.options import CompileOptions
 from edgelstm.ir.weights import LSTMWeights
 
 TARGET = "--target tflm"
@@ -70,7 +70,7 @@ def micro_options(options: CompileOptions) -> CompileOptions:
         options,
         batch=options.batch or 1,
         target="tflm",
-        int8=Int8Options(io=True, estimator=options.int8.estimator, progress=options.int8.progress),
+        int8=replace(options.int8, io=True, lowering="fused"),
     )
 
 
