@@ -204,7 +204,9 @@ def tflm_verdict(info: ModelInfo, measured: Measured = None) -> str:
     lowering = meta.get("lowering") if isinstance(meta, dict) else None
     gates = lowering.get("gates") if isinstance(lowering, dict) else None
     if not reasons and isinstance(gates, str) and gates in GATE_WORDS:  # untrusted metadata
-        text += f" ({GATE_WORDS[gates]})"
+        planes = lowering.get("weight_planes") if isinstance(lowering, dict) else None
+        extra = f", weights in {planes} int8 planes" if planes == 2 else ""
+        text += f" ({GATE_WORDS[gates]}{extra})"
     line = tflm_arena_line(info, measured) if not reasons else ""
     if line.startswith(NOT_MEASURED):  # TFLM itself refused it: the verdict is its answer
         return f"loads on TFLM: no ({line[len(NOT_MEASURED) :].strip(' ()')})"

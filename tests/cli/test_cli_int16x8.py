@@ -91,3 +91,5 @@ def test_weight_planes_reach_the_tflm_profile(source, capsys):
     capsys.readouterr()
     names = {t.name for op in inspect_model(out).ops for t in op.inputs if t is not None}
     assert any(n.endswith("recurrent_weights_lo") for n in names), sorted(names)
+    assert main(["inspect", str(out)]) == 0
+    assert "weights in 2 int8 planes" in capsys.readouterr().out

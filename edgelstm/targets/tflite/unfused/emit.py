@@ -327,6 +327,8 @@ class _Lowering:
             meta["options"]["quantize"] = meta["lowering"]["quantize"] = "int16x8"
         if self.micro:  # which gate arithmetic the TFLM profile chose (inspect shows it)
             meta["lowering"]["gates"] = "int16" if self.iq is not None else "float32"
+        if self.iq is not None and self.options.int8.weight_planes > 1:
+            meta["lowering"]["weight_planes"] = self.options.int8.weight_planes
         # state_io: the streaming form's state inputs and outputs; final_states: a
         # stateless file's final states (outputs only, the initial state is in the graph)
         meta["state_io" if self.streaming else "final_states"] = self.state_io
