@@ -4,7 +4,7 @@ Times the fully unrolled recurrence against the WHILE loop with the automatic st
 (:func:`edgelstm.targets.tflite.unfused.emit.while_plan`) over T = 5, 10, 20, 50 at H = 64 and 256,
 dynamic-range and float (input 128, batch 1, 1 thread), interleaved. Unrolling copies the
 recurrent weights once per step, so it wins only while those copies stay small: the
-measurement behind ``edgelstm.targets.tflite.unfused.emit.UNROLL_BUDGET``.
+measurement behind ``edgelstm.targets.tflite.unfused.schedule.UNROLL_BUDGET``.
 
     .venv/bin/python tools/bench_crossover.py [--runs 200]
 """
@@ -26,7 +26,8 @@ def crossover(runs: int) -> str:
     from edgelstm.ir.spec import LSTMSpec
     from edgelstm.ir.weights import LSTMWeights
     from edgelstm.measure.bench import bench, text_table
-    from edgelstm.targets.tflite.unfused.emit import recurrent_bytes, to_tflite_unfused, while_plan
+    from edgelstm.targets.tflite.unfused.emit import to_tflite_unfused
+    from edgelstm.targets.tflite.unfused.schedule import recurrent_bytes, while_plan
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgelstm-crossover-") as tmp:

@@ -49,7 +49,7 @@ TIE_MARGIN = 0.03
 and weights differ by up to 2.8-3.8% between loads); a tie goes to the more accurate."""
 UNROLL_TRY = 4
 """Besides the automatic schedule, also time the fully unrolled one while its weight copies
-stay within this factor of ``tflite.unfused.UNROLL_BUDGET`` (the measured crossover)."""
+stay within this factor of ``tflite.unfused.schedule.UNROLL_BUDGET`` (the measured crossover)."""
 
 
 @dataclass
@@ -202,11 +202,11 @@ def candidates(model: LSTMModel, target: str, options: CompileOptions) -> list[C
         return out
 
     from edgelstm.targets.tflite import to_tflite
-    from edgelstm.targets.tflite.unfused.emit import (
+    from edgelstm.targets.tflite.unfused.emit import to_tflite_unfused
+    from edgelstm.targets.tflite.unfused.schedule import (
         UNROLL_BUDGET,
         choose_schedule,
         recurrent_bytes,
-        to_tflite_unfused,
         while_plan,
     )
 

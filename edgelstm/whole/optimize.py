@@ -117,11 +117,11 @@ def unfused_variants(
 ) -> list[tuple[str, Callable[[], bytes]]]:
     """(label, build) of the unfused lowerings of one LSTM run: the automatic schedule and
     the alternatives the LSTM-only search also times (none for int8: see the module doc)."""
-    from edgelstm.targets.tflite.unfused.emit import (
+    from edgelstm.targets.tflite.unfused.emit import to_tflite_unfused
+    from edgelstm.targets.tflite.unfused.schedule import (
         UNROLL_BUDGET,
         choose_schedule,
         recurrent_bytes,
-        to_tflite_unfused,
         while_plan,
     )
 
