@@ -75,7 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--calibration",
         help="calibration data: [N, T, I] sequences (.npy, .npz, or FILE.npz:KEY); needed by "
         "--quantize int8 / int16x8; with --quantize dynamic it chooses the int8 weight codes "
-        "(TFLite: compensated rounding) or the weight scheme (ONNX)",
+        "(TFLite, ONNX: compensated rounding) and the ONNX weight scheme. For a whole .onnx "
+        "graph: the graph's own inputs (.npz of input name -> [N, *input shape], or .npy for "
+        "a one-input graph)",
     )
     p.add_argument(
         "--int8-io",

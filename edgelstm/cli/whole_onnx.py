@@ -2,8 +2,11 @@
 
 Every compilable LSTM node becomes edgelstm's exact lowering; everything else (graph inputs
 and outputs, other ops, If/Loop/Scan bodies, state inputs) is kept
-(:func:`edgelstm.targets.onnx.rewrite.rewrite_onnx`). Not handled here (None: the LSTM-only
-path compiles the source): ``--lstm NAME``, ``.tflite`` output, and edgelstm's own files.
+(:func:`edgelstm.targets.onnx.rewrite.rewrite_onnx`). With ``--quantize dynamic``,
+``--calibration FEEDS`` gives the graph's own inputs (:mod:`edgelstm.measure.feeds`) to
+measure the int8 weight scheme on; without it, seeded N(0, 1) inputs (said on stderr).
+Not handled here (None: the LSTM-only path compiles the source): ``--lstm NAME``,
+``.tflite`` output, and edgelstm's own files.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgelstm.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    import onnx
 
 _WHY = "the rewritten graph keeps the source's own shapes and interface"
 
@@ -27,7 +34,8 @@ def run(args: argparse.Namespace, out: Path) -> int | None:
     model, _ = load_model(args.source)
     if is_edgelstm_onnx(model):
         return None
-    _refuse_flags(args, getattr(args, "calibration", None))
+    calibration = getattr(args, "calibration", None)
+    _refuse_flags(args, calibration)
     from edgelstm._io import write_bytes_atomic
     from edgelstm.ir.options import CompileOptions, OnnxOptions
     from edgelstm.targets.onnx.rewrite import rewrite_onnx
@@ -39,7 +47,12 @@ def run(args: argparse.Namespace, out: Path) -> int | None:
             dynamic_priority=getattr(args, "onnx_dynamic_priority", None) or "accuracy"
         ),
     )
-    proto, report = rewrite_onnx(model, options)
+    feeds = None
+    if calibration is not None:
+        from edgelstm.measure.feeds import load_feeds
+
+        feeds = load_feeds(calibration, model)
+    proto, report = rewrite_onnx(model, options, feeds=feeds)
     if not report.applied:
         reasons = "; ".join(f"{r.where}: {r.detail}" for r in report.refused)
         raise UnsupportedError(
@@ -53,7 +66,28 @@ def run(args: argparse.Namespace, out: Path) -> int | None:
     print(f"wrote {out} ({len(data):,} bytes): {report.summary()}{quant}")
     for r in report.refused:
         print(f"note: LSTM {r.where} kept unchanged: {r.detail}", file=sys.stderr)
+    if args.quantize == "dynamic":
+        print(_scheme_note(proto, feeds is not None), file=sys.stderr)
     return 0
+
+
+def _scheme_note(proto: onnx.ModelProto, calibrated: bool) -> str:
+    """Which weight scheme was chosen and what it was measured on (with the way to measure
+    it on the user's data when that was seeded inputs)."""
+    import json
+
+    from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY
+
+    props = {p.key: p.value for p in proto.metadata_props}
+    choice = json.loads(props.get(SCHEME_KEY, "{}"))
+    chosen, on = choice.get("chosen"), choice.get("measured_on")
+    text = f"note: int8 weight scheme {chosen}, measured on {on}"
+    if calibrated:
+        return text
+    return (
+        f"{text}; --calibration FEEDS.npz (representative inputs: one array per graph input, "
+        "named as the input, [N, *input shape]) measures it on your data"
+    )
 
 
 def _refuse_flags(args: argparse.Namespace, calibration: str | None) -> None:
@@ -91,9 +125,11 @@ def _refuse_flags(args: argparse.Namespace, calibration: str | None) -> None:
         from edgelstm.targets.onnx.emit import INT16X8_REASON
 
         raise UnsupportedError("onnx", INT16X8_REASON)
-    if calibration is not None:
+    if calibration is not None and args.quantize != "dynamic":
         raise UnsupportedError(
-            "compile", "--calibration is for int8 TFLite; ONNX dynamic int8 needs none: drop it"
+            "compile",
+            "--calibration of a whole ONNX graph measures the dynamic int8 weight scheme on "
+            "its inputs: add --quantize dynamic, or drop it",
         )
     if args.optimize is not None:
         raise UnsupportedError(

@@ -46,6 +46,15 @@ def _check(entry) -> None:
     # hybrid and ONNX dynamic: same int8 weights, float activations; reported, bounded loosely
     for path in ("hybrid", "onnx_dynamic"):
         assert rows[path]["rmse_lsb"] <= max(2.0, 2 * near["rmse_lsb"]), (path, rows[path])
+    # ONNX dynamic (scheme measured on the calibration data) never less accurate than
+    # onnxruntime's quantize_dynamic (defaults) of the same float LSTM on held-out data (#17).
+    # Measured: ratio 1.00 on the composites (jv 0.171, jv_cifg_ln 0.309, char_lm 0.182 LSB:
+    # ORT's file kept, its Scan bodies float); the VAD's fused LSTM takes the compensated
+    # full-range codes (int8-comp): 1.03 vs ORT's 6.82 LSB (ratio 0.15; uint8 was 3.73).
+    onnx_row = rows["onnx_dynamic"]
+    assert onnx_row["rmse_lsb"] <= 1.02 * onnx_row["ort_rmse_lsb"], onnx_row
+    if entry.name == "vad":
+        assert onnx_row["ratio"] <= 0.3, onnx_row
     # hybrid with calibration data: compensated codes (measured: VAD 6.56 -> 0.46 LSB, max
     # 0.99 -> 0.056; JV 0.26 -> 0.16; JV CIFG+LN 0.32 -> 0.17; char LM 0.51 -> 0.35)
     cal, plain = rows["hybrid_cal"], rows["hybrid"]

@@ -46,11 +46,20 @@ CHARSETS = {"common.onnx": "CHARSET_BETA", "common_old.onnx": "CHARSET_OLD"}
 TEXTS = ("3x7kq9", "k7Pz3mQ9xw2", "edge LSTM 2026")  # read back as lower case, CTC-merged
 CALIBRATION = ("a8Kd2", "QW3rt7y", "mn4pX9", "Zebra42")
 TOL = 1e-5
+CAL_WIDTH = 384  # calibration lines pasted on one canvas width: the .npz arrays stack
 # Measured on TEXTS (onnxruntime 1.31, x86): output RMSE / max abs error of the whole graph
-# vs the float oracle. common: edgelstm dynamic 0.173-0.188 / 1.30; onnxruntime's own
-# quantize_dynamic of the original 0.219-0.472 / 5.38. common_old: edgelstm dynamic
-# 0.0104-0.0123 / 0.262, the same as the shipped DynamicQuantizeLSTM model.
-DYNAMIC_BOUND = {"common.onnx": (0.25, 2.0), "common_old.onnx": (0.016, 0.4)}
+# vs the float oracle, beside onnxruntime's own quantization (quantize_dynamic of
+# common.onnx: 0.219-0.472 / 5.38; for common_old the shipped DynamicQuantizeLSTM model).
+# common, --calibration CALIBRATION lines: int8-full chosen (LSTM and Gemm full-range int8,
+# Conv float), 0.173-0.188 / 1.30; without: measured on seeded N(0, 1) 64x8 images, where no
+# scheme beats ORT's defaults by the 5% margin, so ORT's own file is kept (same errors).
+# common_old: 0.0104-0.0123 / 0.262, the same as the shipped model.
+# (file, rewrite) -> (RMSE bound, max bound, RMSE ratio to onnxruntime's own bound)
+DYNAMIC_BOUND = {
+    ("common.onnx", "dynamic_cal"): (0.25, 2.0, 1.0),
+    ("common.onnx", "dynamic"): (0.5, 6.0, 1.0),
+    ("common_old.onnx", "dynamic"): (0.016, 0.4, 1.02),
+}
 # Full int8 of LSTM_79 alone, calibrated on the LSTM's real inputs for CALIBRATION lines,
 # evaluated on TEXTS[0]: 1.54 output LSB RMSE, max 0.26 (outputs in [-1, 1], LSB 2/255).
 INT8_BOUND_LSB, INT8_BOUND_MAX = 3.0, 0.6
@@ -190,6 +199,13 @@ def rewritten(ocr) -> dict[tuple[str, str], str]:
             args = ["compile", str(ocr["files"][name]), "-o", str(dest), "--quantize", quantize]
             assert main(args) == 0
             out[(name, quantize)] = str(dest)
+    # --calibration: the graph's own input, lines other than TEXTS ([N, 1, 1, 64, W])
+    feeds = ocr["root"] / "feeds.npz"
+    np.savez(feeds, input1=np.stack([_text_line(t, CAL_WIDTH) for t in CALIBRATION]))
+    dest = ocr["root"] / "common_dynamic_cal.onnx"
+    args = ["compile", str(ocr["files"]["common.onnx"]), "-o", str(dest), "--quantize"]
+    assert main([*args, "dynamic", "--calibration", str(feeds)]) == 0
+    out[("common.onnx", "dynamic_cal")] = str(dest)
     return out
 
 
@@ -219,9 +235,10 @@ def test_whole_graph_rewrite_is_exact(ocr, rewritten):
 
 
 def test_whole_graph_dynamic_within_measured_bounds(ocr, rewritten):
-    """``--quantize dynamic``: one model; error vs the float oracle within the measured bounds,
-    reported beside onnxruntime's own quantization (quantize_dynamic of common.onnx; the
-    shipped DynamicQuantizeLSTM model for common_old)."""
+    """``--quantize dynamic``: one model; error vs the float oracle within the measured bounds
+    and never above onnxruntime's own quantization (#17: quantize_dynamic of common.onnx;
+    the shipped DynamicQuantizeLSTM model for common_old) on the held-out TEXTS, with the
+    scheme measured on seeded inputs and (common) on CALIBRATION lines (``--calibration``)."""
     from onnxruntime.quantization import quantize_dynamic
 
     theirs = {"common_old.onnx": str(ocr["files"]["common_old.onnx"])}
@@ -229,9 +246,9 @@ def test_whole_graph_dynamic_within_measured_bounds(ocr, rewritten):
     with contextlib.redirect_stderr(io.StringIO()):
         quantize_dynamic(str(ocr["files"]["common.onnx"]), theirs["common.onnx"])
     lines = []
-    for name, (bound_rms, bound_max) in DYNAMIC_BOUND.items():
+    for (name, how), (bound_rms, bound_max, ratio) in DYNAMIC_BOUND.items():
         want = _session(_oracle(ocr, name))
-        ours, ort_q = _session(rewritten[(name, "dynamic")]), _session(theirs[name])
+        ours, ort_q = _session(rewritten[(name, how)]), _session(theirs[name])
         charset = ocr["charsets"][CHARSETS[name]]
         for text in TEXTS:
             feed = {"input1": _text_line(text)}
@@ -240,10 +257,11 @@ def test_whole_graph_dynamic_within_measured_bounds(ocr, rewritten):
             for sess in (ours, ort_q):
                 e = sess.run(None, feed)[0] - ref
                 errs.append((float(np.sqrt(np.mean(e**2))), float(np.abs(e).max())))
-            lines.append(f"{name} {text!r}: edgelstm {errs[0]}, onnxruntime {errs[1]}")
+            lines.append(f"{name} {how} {text!r}: edgelstm {errs[0]}, onnxruntime {errs[1]}")
             assert errs[0][0] <= bound_rms and errs[0][1] <= bound_max, lines[-1]
-            assert errs[0][0] <= 1.02 * errs[1][0], "never worse than onnxruntime's own (#17)"
-            assert _decode(ours.run(None, feed)[0], charset) == _decode(ref, charset)
+            assert errs[0][0] <= ratio * errs[1][0] + 1e-6, ("#17: never worse than ORT", lines)
+            if how == "dynamic_cal" or name == "common_old.onnx":
+                assert _decode(ours.run(None, feed)[0], charset) == _decode(ref, charset)
     print("\nOCR dynamic (rmse, max) vs float:\n" + "\n".join(lines))
 
 

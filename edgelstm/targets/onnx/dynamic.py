@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from edgelstm.errors import UnsupportedError
+from edgelstm.ir.model import LSTMModel
 from edgelstm.ir.options import DynamicPriority
 
 PER_CHANNEL = False
@@ -33,6 +34,8 @@ REDUCE_RANGE = True
 re-derived (:func:`~edgelstm.targets.onnx.scheme_choice.build_candidates`).
 Full range saturates ORT's u8 x s8 kernels on CPUs without VNNI: measured max error 0.23
 (full range) vs 0.013 (7-bit) at H=256 on an AVX2-only CPU."""
+COMPENSATED = "int8-comp"
+"""The candidate with compensated full-range codes (calibration data given)."""
 WEIGHT_SCHEME = "int8-pair"
 """The fallback when nothing can be measured: pair sums bounded instead of every weight, as
 safe as 7-bit, up to 8-bit precision."""
@@ -73,20 +76,28 @@ def quantize_dynamic_model(
     *,
     calibration: np.ndarray | None = None,
     priority: DynamicPriority = "accuracy",
+    lstm: LSTMModel | None = None,
 ) -> onnx.ModelProto:
     """Return the dynamic-int8 version of a float model (metadata kept, marked quantized).
 
     The weight scheme is chosen by measured error (:func:`~edgelstm.targets.onnx.
     scheme_choice.choose_scheme`, policy ``priority``: ``OnnxOptions.dynamic_priority``) on
     ``calibration`` ([N, T, I] sequences) when given, else on seeded random inputs; the
-    choice, the policy and the errors are in ``edgelstm.quantize.scheme``."""
+    choice, the policy and the errors are in ``edgelstm.quantize.scheme``. With calibration
+    data and ``lstm`` (the model ``model`` was emitted from), one more candidate:
+    ``int8-comp``, full-range codes rounded on the calibration's statistics
+    (:mod:`.compensate`)."""
     from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, choose_scheme
 
+    extra = {}
+    if calibration is not None and lstm is not None:
+        extra[COMPENSATED] = _compensator(model, lstm, calibration)
     quantized, choice = choose_scheme(
         model,
         _ort_quantize_dynamic,
         calibration,
         priority=priority,
+        extra=extra,
         per_channel=PER_CHANNEL,
         extra_options={"EnableSubgraph": True},
     )
@@ -100,6 +111,21 @@ def quantize_dynamic_model(
     quantized.producer_version = model.producer_version
     quantized.doc_string = model.doc_string
     return quantized
+
+
+def _compensator(floats: onnx.ModelProto, lstm: LSTMModel, calibration: np.ndarray):
+    """The ``int8-comp`` candidate's derivation: each fused LSTM direction's second moments
+    from edgelstm's calibrator (one pass), then :func:`.compensate.compensate_lstm_weights`."""
+
+    def derive(proto: onnx.ModelProto) -> int:
+        from edgelstm.quant.calibrate import calibrate
+        from edgelstm.targets.onnx.compensate import compensate_lstm_weights
+
+        stats = calibrate(lstm, calibration, progress=False).stats
+        hessians = [[d.moments.gate_hessian() if d.moments else None for d in s] for s in stats]
+        return compensate_lstm_weights(proto, floats, hessians)
+
+    return derive
 
 
 def _drop_value_info(graph: onnx.GraphProto) -> None:

@@ -364,7 +364,10 @@ def to_onnx(
         from edgelstm.targets.onnx.dynamic import quantize_dynamic_model
 
         proto = quantize_dynamic_model(
-            proto, calibration=options.calibration, priority=options.onnx.dynamic_priority
+            proto,
+            calibration=options.calibration,
+            priority=options.onnx.dynamic_priority,
+            lstm=model,
         )
     return proto
 

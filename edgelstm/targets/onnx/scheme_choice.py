@@ -40,7 +40,8 @@ deterministic and every candidate runs on the same inputs, so the guarantee's co
 takes no tolerance for noise; the margin (:data:`CLEAR_MARGIN`) is the other way, against
 the inputs being one sample.
 
-Measurement inputs: the calibration sequences when given (up to :data:`MAX_SEQUENCES`), else
+Measurement inputs: the calibration sequences or the whole graph's given feeds
+(``--calibration``, :mod:`edgelstm.measure.feeds`) when given (up to :data:`MAX_SEQUENCES`), else
 :func:`default_feeds` (seeded N(0, 1) floats in the model's input shapes, dynamic dims
 :data:`DEFAULT_DIM`). When ORT's defaults leave an LSTM node float there is no int8 bar: the
 smallest bound wins, a safe int8 scheme within :data:`FAST_TIE` of a uint8 one preferred
@@ -50,7 +51,7 @@ smallest bound wins, a safe int8 scheme within :data:`FAST_TIE` of a uint8 one p
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,8 @@ the exporter corpus (up to +-30% on its 7-unit models), and a 7-bit file chosen 
 0.5% better than ORT's defaults measured 1.24x worse on another draw."""
 
 Quantizer = Callable[..., bytes]
+Derive = Callable[[onnx.ModelProto], int]
+"""Re-derives, in place, weights of a copy of the ``int8-full`` file (an extra candidate)."""
 
 
 @dataclass
@@ -118,12 +121,17 @@ class Candidate:
 
 
 def build_candidates(
-    model: onnx.ModelProto, quantize: Quantizer, **base: object
+    model: onnx.ModelProto,
+    quantize: Quantizer,
+    extra: Mapping[str, Derive] | None = None,
+    **base: object,
 ) -> list[Candidate]:
-    """Every candidate of :data:`ORDER` for the float ``model``; ``quantize(model, **options)``
-    is ORT's ``quantize_dynamic`` (bytes); ``base``: options of edgelstm's graph (subgraphs,
-    op types). A failing 7-bit run raises (nothing to offer); any other failure drops that
-    candidate with a note."""
+    """Every candidate of :data:`ORDER` for the float ``model``, then one per ``extra`` entry
+    (name -> a function re-deriving, in place, the weights of a copy of the ``int8-full``
+    file, returning how many it changed; e.g. ``int8-comp``: :mod:`.compensate`);
+    ``quantize(model, **options)`` is ORT's ``quantize_dynamic`` (bytes); ``base``: options
+    of edgelstm's graph (subgraphs, op types). A failing 7-bit run raises (nothing to offer);
+    any other failure drops that candidate with a note."""
     seven = _load(quantize(model, reduce_range=True, **base))
     out = []
     for name in ORDER:
@@ -140,6 +148,22 @@ def build_candidates(
             out.append(Candidate(name, None, note=f"not built ({type(exc).__name__})"))
             continue
         out.append(_assessed(name, proto))
+    full = next((c.model for c in out if c.name == "int8-full" and c.model is not None), None)
+    for name, derive in (extra or {}).items():
+        if full is None:
+            out.append(Candidate(name, None, note="not built (no int8-full file to derive)"))
+            continue
+        proto = onnx.ModelProto()
+        proto.CopyFrom(full)
+        try:
+            changed = derive(proto)
+        except Exception as exc:  # noqa: BLE001 - an extra scheme that fails is skipped
+            out.append(Candidate(name, None, note=f"not built ({type(exc).__name__})"))
+            continue
+        if changed:
+            out.append(_assessed(name, proto))
+        else:
+            out.append(Candidate(name, None, note="not built (no weight it applies to)"))
     fewest = min((c.float_lstms for c in out if c.model is not None), default=0)
     for c in out:
         if c.model is not None and c.float_lstms > fewest:
@@ -361,21 +385,26 @@ def choose_scheme(
     calibration: np.ndarray | list[dict[str, np.ndarray]] | None = None,
     *,
     priority: DynamicPriority = "accuracy",
+    extra: Mapping[str, Derive] | None = None,
     **base: object,
 ) -> tuple[onnx.ModelProto, str]:
     """(chosen dynamic-int8 model, :data:`SCHEME_KEY` value) for the float ``model``;
     ``calibration``: [N, T, I] sequences (:func:`calibration_feeds`) or ready feeds;
-    ``priority``: the policy of :func:`choose`."""
+    ``priority``: the policy of :func:`choose`; ``extra``: more candidates
+    (:func:`build_candidates`)."""
     if priority not in PRIORITIES:
         raise SpecError(
             f"dynamic priority: expected one of {PRIORITIES}, found {priority!r} "
             "(OnnxOptions(dynamic_priority=...), --onnx-dynamic-priority)"
         )
-    candidates = build_candidates(model, quantize, **base)
+    candidates = build_candidates(model, quantize, extra, **base)
     feeds: list[dict[str, np.ndarray]] = []
     measured_on = f"seeded N(0, 1) inputs (seed {SEED}, dynamic dims {DEFAULT_DIM})"
     if isinstance(calibration, list):
-        feeds, measured_on = calibration, f"{len(calibration)} given feed(s)"
+        feeds = calibration[:MAX_SEQUENCES]
+        measured_on = f"{len(feeds)} given feed(s)" + (
+            f" (the first of {len(calibration)})" if len(calibration) > len(feeds) else ""
+        )
     elif calibration is not None:
         feeds = calibration_feeds(model, calibration)
         measured_on = f"{len(feeds)} calibration sequence(s)"

@@ -20,17 +20,27 @@ if TYPE_CHECKING:
     import onnx
 
     from edgelstm.ir.options import CompileOptions
+    from edgelstm.measure.feeds import Feeds
 
 
 def rewrite_onnx(
     model: onnx.ModelProto | str | os.PathLike[str] | bytes,
     options: CompileOptions | None = None,
+    *,
+    feeds: Feeds | None = None,
 ) -> tuple[onnx.ModelProto, RewriteReport]:
     """Rewrite ``model`` whole: (the new model, what was rewritten and what was refused).
 
-    ``options.quantize``: "none" (float) or "dynamic" (LSTMs on edgelstm's pair-safe int8,
-    the rest on onnxruntime's ``quantize_dynamic``); "int8" is refused. Other options that
-    do not apply to a whole foreign graph (batch/seq_len are the graph's own) are ignored.
+    ``options.quantize``: "none" (float) or "dynamic" (int8 weights, float activations:
+    onnxruntime's ``quantize_dynamic`` over the rewritten graph, Conv left float, the weight
+    scheme chosen by measurement against the float graph, by default never less accurate
+    than ORT's own defaults: :mod:`.quantize`); "int8" is refused. ``feeds``: representative
+    inputs of the graph to measure the scheme on (:data:`edgelstm.measure.feeds.Feeds`: a
+    mapping input name -> [N, *input shape], one [N, *shape] array for a one-input graph, or
+    a list of feed dicts; checked, CalibrationError), else seeded N(0, 1) inputs, which can
+    be far from real data (images, token ids) — give ``feeds`` when you have them.
+    Other options that do not apply to a whole foreign graph (batch/seq_len are the graph's
+    own) are ignored.
     Raises :class:`~edgelstm.errors.UnsupportedError` when the model holds no LSTM node;
     when every LSTM node is refused, the model comes back unchanged but for its metadata
     (check ``report.applied``). The report is also stored in the model's metadata
@@ -38,7 +48,7 @@ def rewrite_onnx(
     """
     from edgelstm.targets.onnx.rewrite.apply import rewrite_model
 
-    return rewrite_model(model, options)
+    return rewrite_model(model, options, feeds)
 
 
 __all__ = ["RewriteReport", "RewriteRule", "RuleResult", "rewrite_onnx"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import onnx
 
-from edgelstm.errors import EdgeLSTMError, ModelFileError, UnsupportedError
+from edgelstm.errors import EdgeLSTMError, ModelFileError, SpecError, UnsupportedError
 from edgelstm.targets.onnx.rewrite.lstm_node import LstmNodeRule
 from edgelstm.targets.onnx.rewrite.protos import prune, splice
 from edgelstm.targets.onnx.rewrite.rule import (
@@ -31,9 +31,10 @@ REPORT_KEY = "edgelstm.rewrite"
 """Metadata key of the JSON :class:`RewriteReport` in every rewritten model."""
 
 
-def rewrite_model(obj: Any, options: Any = None) -> tuple[onnx.ModelProto, RewriteReport]:
+def rewrite_model(
+    obj: Any, options: Any = None, feeds: Any = None
+) -> tuple[onnx.ModelProto, RewriteReport]:
     """See :func:`edgelstm.targets.onnx.rewrite.rewrite_onnx`."""
-    from edgelstm.errors import SpecError
     from edgelstm.importers.onnx_graph import load_model
     from edgelstm.ir.options import CompileOptions
     from edgelstm.targets.onnx.emit import STATIC_INT8_REASON
@@ -53,6 +54,7 @@ def rewrite_model(obj: Any, options: Any = None) -> tuple[onnx.ModelProto, Rewri
             f"{where} is edgelstm's own ONNX file (its LSTMs already are edgelstm's lowering): "
             "use it as it is, or compile it to another target (edgelstm compile FILE -o X)",
         )
+    samples = _samples(source, options, feeds)
     model = onnx.ModelProto()
     model.CopyFrom(source)  # the caller's proto is never changed
     before = sum(len(g.node) for g in walk_graphs(model.graph))
@@ -102,12 +104,31 @@ def rewrite_model(obj: Any, options: Any = None) -> tuple[onnx.ModelProto, Rewri
             model,
             weights,
             checks_before[0],
-            calibration=options.calibration,
+            calibration=samples if samples is not None else options.calibration,
             priority=options.onnx.dynamic_priority,
         )
     for r in report.refused:
         report.notes.append(f"{r.where}: kept unchanged ({r.detail})")
     return model, report
+
+
+def _samples(source: onnx.ModelProto, options: Any, feeds: Any) -> list[dict[str, Any]] | None:
+    """``feeds`` checked against the source's inputs (None when not given)."""
+    if feeds is None:
+        return None
+    if options.quantize != "dynamic":
+        raise SpecError(
+            "feeds measure the dynamic int8 weight scheme: give them with "
+            "CompileOptions(quantize='dynamic') (--quantize dynamic), or drop them"
+        )
+    if options.calibration is not None:
+        raise SpecError(
+            "give the representative inputs once: feeds= (the graph's own inputs) or "
+            "CompileOptions(calibration=...) ([N, T, I] LSTM sequences), not both"
+        )
+    from edgelstm.measure.feeds import check_feeds
+
+    return check_feeds(feeds, source)
 
 
 def _apply(model: onnx.ModelProto, done: list[tuple[Match, Replacement]]) -> int:
