@@ -25,6 +25,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from edgelstm.errors import MissingDependencyError, UnsupportedError
@@ -251,11 +252,32 @@ def rewrite_exported(
         proto = quantize_whole(
             proto,
             weights,
-            calibration=options.calibration,
+            calibration=_framework_feeds(proto, options.calibration),
             priority=options.onnx.dynamic_priority,
         )
     _stamp(proto, exporter, report, spliced, problems, options.quantize)
     return proto
+
+
+def _framework_feeds(proto: onnx.ModelProto, calibration: np.ndarray | None):
+    """The framework's calibration samples ([N, *sample], as the Keras / PyTorch model takes
+    them batched) as one-sample feeds of a one-input graph whose rank they match — so the
+    dynamic scheme is measured on them (token ids, images), not only when they happen to be
+    [N, T, I] float sequences; otherwise ``calibration`` unchanged."""
+    from edgelstm.measure.feeds import graph_inputs
+    from edgelstm.targets.onnx.scheme_measure import MAX_SEQUENCES
+
+    inputs = graph_inputs(proto)
+    if calibration is None or len(inputs) != 1:
+        return calibration
+    data = np.asarray(calibration)
+    name, shape, dtype = inputs[0]
+    if data.ndim != len(shape) or not data.size:
+        return calibration
+    static = [(got, want) for got, want in zip((1, *data.shape[1:]), shape, strict=True)]
+    if any(isinstance(want, int) and got != want for got, want in static):
+        return calibration  # not samples of this input (e.g. another layout)
+    return [{name: data[k : k + 1].astype(dtype)} for k in range(min(len(data), MAX_SEQUENCES))]
 
 
 def _refuse(problems: Sequence[str], alone: str) -> None:

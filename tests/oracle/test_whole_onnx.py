@@ -281,3 +281,23 @@ def test_keras_model_dynamic_within_hybrid_error(keras_cases, case) -> None:
     head = float(np.abs(kernel).sum(0).max())
     assert 0 < err <= 2 * head * alone, (err, head, alone)
     assert "DynamicQuantizeLSTM" in {n.op_type for n in proto.graph.node}
+
+
+@pytest.mark.tf
+def test_keras_calibration_measures_the_scheme_on_its_token_ids(keras_cases) -> None:
+    """``calibration`` = the Keras model's own batched inputs ([N, T] token ids): the ONNX
+    dynamic scheme is measured on them (one feed per sample), not on seeded noise, and the
+    file stays within the same bound against Keras."""
+    from edgelstm.whole.keras_onnx import keras_to_onnx
+
+    c = _keras_case(keras_cases, ("keras3", "embedding_lstm_dense"))
+    ids = _keras_inputs("embedding_lstm_dense", 12, np.random.default_rng(3))
+    options = CompileOptions(batch=None, quantize="dynamic", calibration=ids)
+    proto = keras_to_onnx(c["model"], options)
+    record = json.loads({p.key: p.value for p in proto.metadata_props}["edgelstm.quantize.scheme"])
+    assert record["measured_on"].startswith("8 given feed(s)"), record["measured_on"]
+    name = proto.graph.input[0].name
+    calibrated = float(np.abs(_run(proto, {name: c["x"]}) - c["expected"]).max())
+    plain = float(np.abs(_run(c["dynamic"], {name: c["x"]}) - c["expected"]).max())
+    print(f"\nmax error vs Keras: calibrated {calibrated:.2e}, seeded {plain:.2e}")
+    assert calibrated <= 2 * plain + 1e-6
