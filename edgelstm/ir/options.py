@@ -109,7 +109,7 @@ class OnnxOptions:
     only when every direction is a fused ``LSTM`` node).
 
     ``dynamic_priority`` picks the weight scheme of ``quantize="dynamic"``
-    (:func:`edgelstm.targets.onnx.scheme_choice.choose`): "accuracy" (default) never measures
+    (:func:`edgelstm.targets.onnx.scheme_policy.choose`): "accuracy" (default) never measures
     less accurate than onnxruntime's own ``quantize_dynamic`` defaults, on this CPU nor
     (simulated) on x86 CPUs without VNNI, the fastest such scheme; "portable" (the policy
     before) judges the schemes by their simulated error without VNNI only, where ORT's

@@ -26,14 +26,8 @@ from edgelstm.errors import SpecError
 from edgelstm.ir.options import CompileOptions
 from edgelstm.targets.onnx.dynamic import quantize_dynamic_model
 from edgelstm.targets.onnx.emit import to_onnx
-from edgelstm.targets.onnx.scheme_choice import (
-    SCHEME_KEY,
-    Candidate,
-    choose,
-    keeping,
-    record,
-    saturation_cost,
-)
+from edgelstm.targets.onnx.scheme_choice import SCHEME_KEY, record, saturation_cost
+from edgelstm.targets.onnx.scheme_policy import Candidate, choose, keeping
 
 ort = pytest.importorskip("onnxruntime")
 MODELS = Path(__file__).resolve().parents[3] / "models"
