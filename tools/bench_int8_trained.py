@@ -374,17 +374,17 @@ def run_float_io(data: bytes, x: np.ndarray, backend: str = "litert") -> np.ndar
     return np.concatenate(parts, axis=axis if parts[0].ndim == 3 else 0).astype(np.float64)
 
 
-def int16x8_row(entry: Entry, lsb: float, half_width: float, planes: int = 1) -> dict[str, float]:
-    """``--quantize int16x8`` (``planes``: int8 weight planes) against the float64 reference,
-    in the fused int8 file's output LSB and half-width; LiteRT, or TFLM (one sequence per
-    invoke) with layer norm."""
+def _lowering_row(entry: Entry, lsb: float, half_width: float, run_on) -> dict[str, float]:
+    """One all-integer lowering against the float64 reference, in the fused file's output
+    LSB and half-width (the same yardstick); ``run_on(model, batch, steps, backend)`` builds
+    and runs it: LiteRT, or TFLM (one sequence per invoke) when the cell has layer norm
+    (LiteRT has no int16 SQUARED_DIFFERENCE)."""
     lstm = entry.lstm_only
     litert = not any(v.weights.spec.layer_norm for v in lstm.walk())
     batch, steps = _shape(entry, entry.held_out)
 
     def run(model: LSTMModel) -> np.ndarray:
-        data = int16x8_file(model, entry, batch if litert else 1, steps, planes)
-        return run_float_io(data, entry.held_out, "litert" if litert else "tflm")
+        return run_on(model, batch if litert else 1, steps, "litert" if litert else "tflm")
 
     y = run(lstm)
     ref = reference_model(lstm, entry.held_out).output
@@ -397,31 +397,25 @@ def int16x8_row(entry: Entry, lsb: float, half_width: float, planes: int = 1) ->
         row["flips"] = float(np.mean(run(entry.model).argmax(-1) != rf.argmax(-1)))
     row["tflm"] = float(not litert)
     return row
+
+
+def int16x8_row(entry: Entry, lsb: float, half_width: float, planes: int = 1) -> dict[str, float]:
+    """``--quantize int16x8`` (``planes``: int8 weight planes), see :func:`_lowering_row`."""
+
+    def run_on(model: LSTMModel, batch: int, steps: int, backend: str) -> np.ndarray:
+        data = int16x8_file(model, entry, batch, steps, planes)
+        return run_float_io(data, entry.held_out, backend)
+
+    return _lowering_row(entry, lsb, half_width, run_on)
 
 
 def integer_row(entry: Entry, lsb: float, half_width: float) -> dict[str, float]:
-    """The all-integer lowering against the float64 reference, in the fused file's output
-    LSB and half-width (the same yardstick); LiteRT, or TFLM (one sequence per invoke) when
-    the cell has layer norm."""
-    lstm = entry.lstm_only
-    litert = not any(v.weights.spec.layer_norm for v in lstm.walk())
-    batch, steps = _shape(entry, entry.held_out)
+    """The all-integer lowering with int8 I/O, see :func:`_lowering_row`."""
 
-    def run(model: LSTMModel) -> np.ndarray:
-        data = integer_file(model, entry, batch if litert else 1, steps)
-        return run_integer(data, entry.held_out, "litert" if litert else "tflm")
+    def run_on(model: LSTMModel, batch: int, steps: int, backend: str) -> np.ndarray:
+        return run_integer(integer_file(model, entry, batch, steps), entry.held_out, backend)
 
-    y = run(lstm)
-    ref = reference_model(lstm, entry.held_out).output
-    st = error_stats(y, ref, lsb)
-    row = {"rmse_lsb": st.rmse_lsb, "max": st.max_abs, "max_frac": st.max_abs / half_width}
-    if entry.decide is not None:
-        row["flips"] = float(np.mean(entry.decide(y.astype(np.float32)) != entry.decide(ref)))
-    if entry.classifier:
-        rf = reference_model(entry.model, entry.held_out).output
-        row["flips"] = float(np.mean(run(entry.model).argmax(-1) != rf.argmax(-1)))
-    row["tflm"] = float(not litert)
-    return row
+    return _lowering_row(entry, lsb, half_width, run_on)
 
 
 def latency_row(entry: Entry, runs: int = 30) -> dict[str, float]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgelstm.cli.args import given_flags
 from edgelstm.errors import UnsupportedError
 
 if TYPE_CHECKING:
@@ -92,18 +93,9 @@ def _scheme_note(proto: onnx.ModelProto, calibrated: bool) -> str:
 
 def _refuse_flags(args: argparse.Namespace, calibration: str | None) -> None:
     """Flags that do not apply to a whole-graph rewrite: refused with the reason."""
-    given = [
-        flag
-        for flag, on in (
-            ("--batch", args.batch),
-            ("--seq-len", args.seq_len is not None),
-            ("--time-major", args.time_major),
-            ("--batch-first", args.batch_first is not None),
-            ("--prefix", args.prefix is not None),
-            ("--head", args.head is not None),
-        )
-        if on
-    ]
+    given = given_flags(
+        args, "--batch", "--seq-len", "--time-major", "--batch-first", "--prefix", "--head"
+    )
     if given:
         raise UnsupportedError(
             "compile",

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgelstm.cli.args import given_flags
 from edgelstm.errors import UnsupportedError
 
 _TFLITE_WAY_OUT = (
@@ -28,22 +29,11 @@ def run(args: argparse.Namespace, out: Path) -> int:
 
     if out.suffix.lower() != ".onnx":
         raise UnsupportedError("compile", _TFLITE_WAY_OUT)
-    given = [
-        flag
-        for flag, on in (
-            ("--batch", args.batch),
-            ("--seq-len", args.seq_len is not None),
-            ("--time-major", args.time_major),
-            ("--streaming", args.streaming),
-            ("--calibration", args.calibration is not None),
-            ("--optimize", args.optimize is not None),
-            ("--lstm", args.lstm is not None),
-            ("--batch-first", args.batch_first is not None),
-            ("--prefix", args.prefix is not None),
-            ("--head", args.head is not None),
-        )
-        if on
-    ]
+    given = given_flags(
+        args,
+        *("--batch", "--seq-len", "--time-major", "--streaming", "--calibration", "--optimize"),
+        *("--lstm", "--batch-first", "--prefix", "--head"),
+    )
     if given:
         raise UnsupportedError(
             "compile",

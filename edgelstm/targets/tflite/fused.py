@@ -9,6 +9,7 @@ its ops float32 weights or, for ``quantize="dynamic"``, int8 weights with float 
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 import numpy as np
 
@@ -33,15 +34,19 @@ class _FloatEmitter(GraphEmitter):
 
     def _moments(self, visit: DirectionVisit):
         """The calibration's second moments of this direction (None without calibration
-        data: nearest codes). One calibration pass for every direction."""
-        if self.options.calibration is None:
-            return None
-        if not hasattr(self, "_calibration"):
-            from edgelstm.quant.calibrate import calibrate
+        data: nearest codes)."""
+        calib = self._calibration
+        return None if calib is None else calib.stats[visit.k][visit.d].moments
 
-            opts = self.options
-            self._calibration = calibrate(self.model, opts.calibration, progress=opts.int8.progress)
-        return self._calibration.stats[visit.k][visit.d].moments
+    @cached_property
+    def _calibration(self):
+        """One calibration pass for every direction (None without calibration data)."""
+        opts = self.options
+        if opts.calibration is None:
+            return None
+        from edgelstm.quant.calibrate import calibrate
+
+        return calibrate(self.model, opts.calibration, progress=opts.int8.progress)
 
     def head(self, x: int, rank: int) -> int:
         head = self.model.head
